@@ -1,0 +1,94 @@
+"""Settings from environment variables (prefix ``RECSYS_``) and the per-stage configuration objects.
+
+Nothing here touches the file system at import: paths are only computed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where things live. Override with ``RECSYS_DATA_DIR=...`` etc."""
+
+    model_config = SettingsConfigDict(env_prefix="RECSYS_")
+
+    data_dir: Path = Path("data")
+    """Raw downloads, the replayed weekly batches and derived tables."""
+    var_dir: Path = Path("var")
+    """Runtime state: model bundles, reports, tracking stores."""
+    seed: int = 0
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw" / "ml-100k"
+
+    @property
+    def wheel_cache(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def batches_dir(self) -> Path:
+        return self.data_dir / "batches"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.var_dir / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.var_dir / "reports"
+
+
+class BacktestConfig(BaseModel):
+    """Rolling-origin temporal backtest: train on weeks < W, test on [W, W + horizon)."""
+
+    first_cut: int = Field(12, ge=2, description="first test week W")
+    last_cut: int = Field(28, ge=2, description="last test week W (W + horizon must stay inside the data)")
+    step: int = Field(1, ge=1, description="weeks between two cuts")
+    horizon: int = Field(4, ge=1, le=8, description="test window length in weeks")
+
+    def cuts(self) -> list[int]:
+        return list(range(self.first_cut, self.last_cut + 1, self.step))
+
+
+class CandidateConfig(BaseModel):
+    """Candidate generation: how many items each generator proposes, and its hyper-parameters."""
+
+    per_generator: int = Field(100, ge=10, le=1000)
+    ease_lambda: float = Field(300.0, gt=0)
+    knn_neighbours: int = Field(100, ge=5)
+    knn_shrink: float = Field(10.0, ge=0)
+    recent_items: int = Field(10, ge=1, description="history items the session-kNN generator looks at")
+    pop_half_life_days: float = Field(14.0, gt=0)
+    new_user_half_life_days: float = Field(28.0, gt=0)
+    tune: bool = Field(True, description="tune the generators' main parameters on the validation window")
+
+
+class RankerConfig(BaseModel):
+    """LightGBM LambdaRank and its training windows."""
+
+    label_windows: int = Field(10, ge=1, le=40, description="stacked label windows before the validation one")
+    window_stride: int = Field(1, ge=1, description="weeks between two stacked label windows")
+    graded_labels: bool = True
+    refit: bool = Field(True, description="after early stopping, refit with the best iteration count on all "
+                        "label windows up to the validation one (labels still end before the cut)")
+    num_leaves: int = Field(31, ge=4)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    n_estimators: int = Field(400, ge=10)
+    min_child_samples: int = Field(50, ge=1)
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_fraction: float = Field(0.8, gt=0, le=1)
+    lambda_l2: float = Field(1.0, ge=0)
+    early_stopping_rounds: int = Field(50, ge=5)
+    num_threads: int = Field(2, ge=1)
+    seed: int = 0
+
+
+class TrainConfig(BaseModel):
+    candidates: CandidateConfig = CandidateConfig()
+    ranker: RankerConfig = RankerConfig()
+    backtest: BacktestConfig = BacktestConfig()

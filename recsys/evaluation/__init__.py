@@ -1,0 +1,1 @@
+"""Offline evaluation: top-k ranking metrics, beyond-accuracy metrics and paired bootstrap comparisons."""

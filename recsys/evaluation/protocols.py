@@ -1,0 +1,173 @@
+"""The two offline protocols: the rolling-origin temporal backtest and RecBole's 80/10/10 random split.
+
+Both produce an :class:`EvalResult`: per-user metric rows for the ranker and every single generator (the
+baselines), list-level metrics (coverage, novelty, popularity bias) and fit times. Slices: ``warm`` and
+``cold`` users, and ``long_tail`` (the same top-10 lists judged only on positives outside the head items
+that make up 20 % of the history's interactions).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys import schema as S
+from recsys.candidates.base import top_k
+from recsys.config import TrainConfig
+from recsys.data.load import MovieLens
+from recsys.data.replay import ReplayClock
+from recsys.data.split import LabelWindow, recbole_windows, temporal_window
+from recsys.evaluation.bootstrap import paired_bootstrap
+from recsys.evaluation.metrics import (
+    average_recommendation_popularity,
+    catalog_coverage,
+    novelty,
+    per_user_metrics,
+)
+from recsys.ranking.queries import QueryFrame, fit_window, profiles_for, window_queries
+from recsys.ranking.ranker import train_ranker
+from recsys.ranking.recommender import Recommender
+from recsys.ranking.train import WindowCache, train_recommender, tune_generators
+
+RANKER = "ranker"
+POPULARITY_MODELS = ("popularity", "recent_popularity", "profile_popularity", "new_user_popularity")
+K = 10
+
+
+@dataclass
+class EvalResult:
+    protocol: str
+    per_user: pd.DataFrame
+    """One row per (cut, user, model): slice flags and metric@10 columns."""
+    list_metrics: pd.DataFrame
+    """Per model: coverage, novelty, ARP."""
+    fit_seconds: dict[str, float] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def metric_columns(self) -> list[str]:
+        return [c for c in self.per_user.columns if "@" in c]
+
+    def table(self, slice_: str = "all") -> pd.DataFrame:
+        """Mean metrics per model over the users of ``slice_`` (all, warm, cold, long_tail)."""
+        frame = self.per_user[self.per_user["slice"] == ("long_tail" if slice_ == "long_tail" else "main")]
+        if slice_ in ("warm", "cold"):
+            frame = frame[frame["cold"] == (slice_ == "cold")]
+        out = frame.groupby("model")[self.metric_columns()].mean()
+        out["users"] = frame.groupby("model").size()
+        if slice_ == "all":
+            out = out.join(self.list_metrics)
+            out["fit_s"] = pd.Series(self.fit_seconds)
+        return out.sort_values(f"ndcg@{K}", ascending=False)
+
+    def best_baseline(self, slice_: str = "all", models: Iterable[str] | None = None) -> str:
+        table = self.table(slice_)
+        candidates = [m for m in table.index if m != RANKER and (models is None or m in models)]
+        return str(table.loc[candidates, f"ndcg@{K}"].idxmax())
+
+    def gain(self, slice_: str = "all", baseline: str | None = None, metric: str = f"ndcg@{K}",
+             n_resamples: int = 2000) -> dict[str, Any]:
+        """Paired bootstrap of the ranker against ``baseline`` (default: the best single generator)."""
+        if baseline is None:
+            baseline = self.best_baseline(slice_, POPULARITY_MODELS if slice_ == "cold" else None)
+        frame = self.per_user[self.per_user["slice"] == ("long_tail" if slice_ == "long_tail" else "main")]
+        if slice_ in ("warm", "cold"):
+            frame = frame[frame["cold"] == (slice_ == "cold")]
+        wide = frame.pivot_table(index=["cut", "key"], columns="model", values=metric)
+        diff = paired_bootstrap(wide[RANKER].to_numpy(), wide[baseline].to_numpy(), n_resamples=n_resamples)
+        return {"slice": slice_, "baseline": baseline, "metric": metric, **diff.to_dict()}
+
+
+def long_tail_items(history: pd.DataFrame, head_share: float = 0.2) -> set[int]:
+    """Items outside the head: the most popular items that together make up ``head_share`` of interactions."""
+    counts = history[S.ITEM].value_counts()
+    cum = counts.cumsum() / counts.sum()
+    head = set(counts.index[: int(np.searchsorted(cum.to_numpy(), head_share)) + 1])
+    return set(history[S.ITEM].unique()) - head | set()
+
+
+def evaluate_window(rec: Recommender, window: LabelWindow, users: pd.DataFrame, cut: int) -> tuple[pd.DataFrame, dict]:
+    """Score the ranker and every generator of its stage 1 on one test window."""
+    ids = window.users
+    exclude = [window.exclude.get(int(u), np.empty(0, np.int64)).tolist() for u in ids] if window.exclude else None
+    batch = rec.candidate_batch(ids, profiles_for(users, ids), exclude)
+    dense = {RANKER: rec.score_batch(batch), **batch.scores}
+    truth = window.truth()
+    cold = window.cold_mask(ids)
+    tail = long_tail_items(window.history)
+    tail_truth = {u: t & tail for u, t in truth.items() if t & tail}
+    popularity = window.history[S.ITEM].value_counts()
+    n_hist_users = window.history[S.USER].nunique()
+    rows, lists = [], {}
+    for model, scores in dense.items():
+        recs = {int(u): batch.item_ids[c] for u, c in zip(ids, top_k(scores, K), strict=True)}
+        lists[model] = list(recs.values())
+        for slice_, tr in (("main", truth), ("long_tail", tail_truth)):
+            if not tr:
+                continue
+            frame = per_user_metrics(recs, tr, K)
+            frame["model"], frame["slice"], frame["cut"] = model, slice_, cut
+            frame["cold"] = np.isin(frame["key"].to_numpy(), ids[cold])
+            rows.append(frame)
+    list_stats = {m: {"novelty": novelty(v, popularity, n_hist_users, K),
+                      "arp": average_recommendation_popularity(v, popularity, K)} for m, v in lists.items()}
+    return pd.concat(rows, ignore_index=True), {"lists": lists, "stats": list_stats}
+
+
+def _list_metrics(per_cut: list[dict], n_items: int) -> pd.DataFrame:
+    models = per_cut[0]["lists"].keys()
+    out = {}
+    for m in models:
+        all_lists = [lst for c in per_cut for lst in c["lists"][m]]
+        out[m] = {"coverage": catalog_coverage(all_lists, n_items, K),
+                  "novelty": float(np.mean([c["stats"][m]["novelty"] for c in per_cut])),
+                  "arp": float(np.mean([c["stats"][m]["arp"] for c in per_cut]))}
+    return pd.DataFrame(out).T
+
+
+def run_backtest(ml: MovieLens, cfg: TrainConfig, cuts: list[int] | None = None,
+                 progress: Callable[[Iterable[int]], Iterable[int]] = lambda x: x) -> EvalResult:
+    """Rolling-origin backtest: for each cut W train on weeks < W, test on [W, W + horizon); pool the users."""
+    clock = ReplayClock.from_interactions(ml.interactions)
+    cuts = cfg.backtest.cuts() if cuts is None else cuts
+    h = cfg.backtest.horizon
+    bad = [w for w in cuts if w + h > clock.n_weeks]
+    if bad:
+        raise ValueError(f"cut week(s) {bad}: the test window would run past the last week {clock.n_weeks - 1}")
+    cache = WindowCache()
+    frames, per_cut, infos, fit_s = [], [], {}, []
+    for w in progress(cuts):
+        t0 = time.perf_counter()
+        result = train_recommender(ml, clock, w, cfg, cache)
+        fit_s.append(time.perf_counter() - t0)
+        frame, lists = evaluate_window(result.recommender, temporal_window(ml.interactions, clock, w, h), ml.users, w)
+        frames.append(frame)
+        per_cut.append(lists)
+        infos[w] = result.info
+    per_user = pd.concat(frames, ignore_index=True)
+    fit_seconds = {RANKER: float(np.mean(fit_s))}
+    return EvalResult("temporal_backtest", per_user, _list_metrics(per_cut, len(ml.items)), fit_seconds,
+                      {"cuts": cuts, "horizon": h, "per_cut": infos})
+
+
+def run_recbole(ml: MovieLens, cfg: TrainConfig, seed: int = 2020) -> EvalResult:
+    """RecBole's protocol: fit on 80 %, tune and stop early on 10 %, test on 10 % with train+valid masked."""
+    t0 = time.perf_counter()
+    folds, valid, test = recbole_windows(ml.interactions, seed)
+    cand_cfg, tuning = (tune_generators(valid, ml, cfg.candidates) if cfg.candidates.tune
+                        else (cfg.candidates, {}))
+    train_q = QueryFrame.concat([window_queries(fit_window(f, ml.items, ml.users, cand_cfg), cfg.ranker.graded_labels)
+                                 for f in folds])
+    valid_q = window_queries(fit_window(valid, ml.items, ml.users, cand_cfg), cfg.ranker.graded_labels)
+    booster = train_ranker(train_q, valid_q, cfg.ranker)
+    fitted = fit_window(test, ml.items, ml.users, cand_cfg)
+    rec = Recommender(fitted.stage1, fitted.features, booster, ml.users.set_index(S.USER))
+    fit_s = time.perf_counter() - t0
+    frame, lists = evaluate_window(rec, test, ml.users, cut=0)
+    return EvalResult("recbole", frame, _list_metrics([lists], len(ml.items)), {RANKER: fit_s},
+                      {"seed": seed, "tuning": tuning, "best_iteration": booster.num_trees(),
+                       "candidates": cand_cfg.model_dump()})

@@ -1,0 +1,1 @@
+"""Features for the ranker, built by one code path for training and for serving."""

@@ -1,0 +1,222 @@
+"""Candidate union and ranker features, shared by training, evaluation and serving (one path, no skew).
+
+:class:`Stage1` holds the fitted generators and proposes, for each user, the union of every generator's top-k.
+:class:`FeatureBuilder` turns (user, candidate item) pairs into a float32 matrix: each generator's score and
+rank, item popularity (overall, 7 and 28 days), trend, item age, rating mean, user activity and recency,
+demographics, genre affinity and demographic fit. Everything is computed from data before ``now``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsys import schema as S
+from recsys.candidates.base import CandidateGenerator, mask_scores
+from recsys.data.load import genre_names
+from recsys.data.matrix import InteractionData
+
+DAY = 86400.0
+PERSONAL_SCORES = ("ease", "item_knn", "recent_item_knn")
+
+
+@dataclass
+class CandidateBatch:
+    """Candidates of a batch of users as flat (row, item column) pairs plus every generator's dense scores."""
+
+    user_ids: np.ndarray
+    profiles: pd.DataFrame
+    pair_user: np.ndarray
+    """Index into ``user_ids`` of each pair."""
+    pair_col: np.ndarray
+    """Catalog column of each pair."""
+    scores: dict[str, np.ndarray]
+    ranks: dict[str, np.ndarray]
+    item_ids: np.ndarray
+
+    @property
+    def items(self) -> np.ndarray:
+        return self.item_ids[self.pair_col]
+
+
+class Stage1:
+    """The fitted candidate generators, and how many candidates each one proposes."""
+
+    def __init__(self, generators: dict[str, CandidateGenerator], per_generator: int) -> None:
+        self.generators = generators
+        self.per_generator = per_generator
+
+    def fit(self, data: InteractionData) -> Stage1:
+        for gen in self.generators.values():
+            gen.fit(data)
+        return self
+
+    def candidates(self, user_ids: np.ndarray, profiles: pd.DataFrame,
+                   exclude: list[list[int]] | None = None) -> CandidateBatch:
+        ids = np.asarray(user_ids, dtype=np.int64)
+        any_gen = next(iter(self.generators.values()))
+        seen = any_gen.seen_mask(ids)
+        n_items = len(any_gen.item_ids_)
+        union = np.zeros((len(ids), n_items), dtype=bool)
+        scores, ranks = {}, {}
+        for name, gen in self.generators.items():
+            masked = mask_scores(gen.score(ids, profiles), seen)
+            if exclude is not None:
+                for i, ex in enumerate(exclude):
+                    masked[i, np.isin(any_gen.item_ids_, ex)] = -np.inf
+            order = np.argsort(-masked, axis=1, kind="stable")
+            rank = np.empty_like(order)
+            np.put_along_axis(rank, order, np.arange(1, n_items + 1)[None, :], axis=1)
+            k = min(self.per_generator, n_items)
+            top = order[:, :k]
+            finite = np.isfinite(np.take_along_axis(masked, top, axis=1))
+            np.put_along_axis(union, top, finite | np.take_along_axis(union, top, axis=1), axis=1)
+            scores[name], ranks[name] = masked, rank.astype(np.float32)
+        pair_user, pair_col = np.nonzero(union)
+        return CandidateBatch(ids, profiles, pair_user, pair_col, scores, ranks, any_gen.item_ids_)
+
+    def save(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "stage1.json").write_text(json.dumps({"per_generator": self.per_generator,
+                                                      "generators": list(self.generators)}))
+        for name, gen in self.generators.items():
+            gen.save(path / name)
+
+    @classmethod
+    def load(cls, path: Path) -> Stage1:
+        meta = json.loads((path / "stage1.json").read_text())
+        gens = {name: CandidateGenerator.load(path / name) for name in meta["generators"]}
+        return cls(gens, meta["per_generator"])
+
+
+def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.divide(a, b, out=np.full_like(a, np.nan, dtype=np.float64), where=b != 0)
+
+
+class FeatureBuilder:
+    """Per-item and per-user statistics fitted on the history, joined onto candidate pairs."""
+
+    def fit(self, data: InteractionData) -> FeatureBuilder:
+        inter, n_items = data.interactions, data.n_items
+        now = data.now
+        cols = np.searchsorted(data.item_ids, inter[S.ITEM].to_numpy())
+        rows = np.searchsorted(data.user_ids, inter[S.USER].to_numpy())
+        ts = inter[S.TS].to_numpy(np.float64)
+        rating = inter[S.RATING].to_numpy(np.float64)
+        age_days = (now - ts) / DAY
+
+        def count(mask: np.ndarray | None = None, w: np.ndarray | None = None) -> np.ndarray:
+            c = cols if mask is None else cols[mask]
+            ww = None if w is None else (w if mask is None else w[mask])
+            return np.bincount(c, weights=ww, minlength=n_items).astype(np.float64)
+
+        pop = count()
+        self.occupations_ = np.sort(data.users[S.OCCUPATION].astype(str).unique())
+        self.genres_ = genre_names(data.items)
+        items = data.items.set_index(S.ITEM).loc[data.item_ids]
+        self.item_genres_ = np.array(
+            [[g in str(gs).split() for g in self.genres_] for gs in items[S.GENRES].fillna("")], dtype=np.float64)
+        now_year = pd.Timestamp(now, unit="s").year + pd.Timestamp(now, unit="s").dayofyear / 365.25
+        year = items[S.RELEASE_YEAR].astype("float64").to_numpy()
+        first = np.full(n_items, np.nan)
+        last = np.full(n_items, np.nan)
+        frame = pd.DataFrame({"c": cols, "a": age_days}).groupby("c").a.agg(["max", "min"])
+        first[frame.index.to_numpy()] = frame["max"].to_numpy()
+        last[frame.index.to_numpy()] = frame["min"].to_numpy()
+
+        profiles = data.users.set_index(S.USER)
+        rater = profiles.reindex(inter[S.USER].to_numpy())
+        female = (rater[S.GENDER].astype(str) == "F").to_numpy(np.float64)
+        rater_age = rater[S.AGE].to_numpy(np.float64)
+        self.item_ = {
+            "item_pop": pop,
+            "item_pop_log": np.log1p(pop),
+            "item_pop_7d": count(age_days <= 7),
+            "item_pop_28d": count(age_days <= 28),
+            "item_mean_rating": (count(w=rating) + 3.5 * 10) / (pop + 10),
+            "item_age_years": now_year - year,
+            "item_days_since_first": first,
+            "item_days_since_last": last,
+            "item_female_share": (count(w=female) + 0.3 * 5) / (pop + 5),
+            "item_rater_age": (count(w=rater_age) + 33.0 * 5) / (pop + 5),
+        }
+        self.item_["item_trend"] = (self.item_["item_pop_7d"] + 1) / (self.item_["item_pop_28d"] / 4 + 1)
+
+        n_users = len(data.user_ids)
+        ucount = np.bincount(rows, minlength=n_users).astype(np.float64)
+        log_pop = np.log1p(pop)[cols]
+        genre_sum = np.zeros((n_users, len(self.genres_)))
+        np.add.at(genre_sum, rows, self.item_genres_[cols])
+        ufirst = pd.Series(age_days).groupby(rows).max().reindex(range(n_users)).to_numpy()
+        ulast = pd.Series(age_days).groupby(rows).min().reindex(range(n_users)).to_numpy()
+        self.user_ids_ = data.user_ids
+        self.user_ = {
+            "user_n": ucount,
+            "user_n_28d": np.bincount(rows[age_days <= 28], minlength=n_users).astype(np.float64),
+            "user_days_since_last": ulast,
+            "user_days_since_first": ufirst,
+            "user_mean_rating": _safe_div(np.bincount(rows, rating, minlength=n_users), ucount),
+            "user_mainstream": _safe_div(np.bincount(rows, log_pop, minlength=n_users), ucount),
+        }
+        norms = np.linalg.norm(genre_sum, axis=1, keepdims=True)
+        self.user_genres_ = np.divide(genre_sum, norms, out=np.zeros_like(genre_sum), where=norms > 0)
+        self.user_genre_share_ = genre_sum / np.maximum(genre_sum.sum(axis=1, keepdims=True), 1e-12)
+        return self
+
+    def feature_names(self, generator_names: list[str]) -> list[str]:
+        names = []
+        for g in generator_names:
+            names += [f"{g}_score", f"{g}_rank"]
+            if g in PERSONAL_SCORES:
+                names.append(f"{g}_score_norm")
+        names += list(self.item_) + list(self.user_)
+        names += ["user_is_cold", "age", "gender_f", "occupation", "zip_region",
+                  "genre_affinity", "genre_share", "age_gap", "gender_fit"]
+        return names
+
+    def transform(self, batch: CandidateBatch) -> tuple[np.ndarray, list[str]]:
+        """Feature matrix (float32, one row per candidate pair) and its column names."""
+        pu, pc = batch.pair_user, batch.pair_col
+        cols: list[np.ndarray] = []
+        for name in batch.scores:
+            s = batch.scores[name]
+            cols += [s[pu, pc], batch.ranks[name][pu, pc]]
+            if name in PERSONAL_SCORES:
+                top = np.max(np.where(np.isfinite(s), s, -np.inf), axis=1)
+                cols.append(_safe_div(s[pu, pc], np.where(top > 0, top, 0)[pu]))
+        cols += [v[pc] for v in self.item_.values()]
+
+        urow = np.searchsorted(self.user_ids_, batch.user_ids)
+        urow = np.clip(urow, 0, max(len(self.user_ids_) - 1, 0))
+        known = (self.user_ids_[urow] == batch.user_ids) if len(self.user_ids_) else np.zeros(len(urow), bool)
+        for name, v in self.user_.items():
+            # a user without history has zero interactions and undefined averages
+            missing = 0.0 if name in ("user_n", "user_n_28d") else np.nan
+            cols.append(np.where(known, v[urow] if len(v) else missing, missing)[pu])
+        cols.append((~known).astype(np.float64)[pu])
+
+        prof = batch.profiles
+        age = pd.to_numeric(prof[S.AGE], errors="coerce").to_numpy(np.float64)
+        female = prof[S.GENDER].astype(str).map({"F": 1.0, "M": 0.0}).to_numpy(np.float64)
+        occ = np.asarray(prof[S.OCCUPATION].astype(str))
+        pos = np.clip(np.searchsorted(self.occupations_, occ), 0, len(self.occupations_) - 1)
+        occ_code = np.where(self.occupations_[pos] == occ, pos, np.nan).astype(np.float64)
+        zip_first = prof[S.ZIP].astype(str).str[:1]
+        region = pd.to_numeric(zip_first, errors="coerce").to_numpy(np.float64)
+        cols += [age[pu], female[pu], occ_code[pu], region[pu]]
+
+        ug = np.where(known[:, None], self.user_genres_[urow], np.nan)
+        ushare = np.where(known[:, None], self.user_genre_share_[urow], np.nan)
+        ig = self.item_genres_[pc]
+        inorm = np.linalg.norm(ig, axis=1)
+        cols.append(_safe_div(np.einsum("ij,ij->i", ug[pu], ig), inorm))
+        cols.append(np.einsum("ij,ij->i", ushare[pu], ig))
+        cols.append(np.abs(self.item_["item_rater_age"][pc] - age[pu]))
+        fshare = self.item_["item_female_share"][pc]
+        cols.append(np.where(female[pu] == 1.0, fshare, np.where(female[pu] == 0.0, 1 - fshare, np.nan)))
+        x = np.column_stack(cols).astype(np.float32)
+        return x, self.feature_names(list(batch.scores))

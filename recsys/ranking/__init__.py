@@ -1,0 +1,1 @@
+"""The LightGBM LambdaRank stage and the two-stage :class:`Recommender`."""

@@ -1,0 +1,107 @@
+"""Turn a label window into ranker queries: candidates, features and graded labels per user."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from recsys import schema as S
+from recsys.candidates import (
+    EASE,
+    CandidateGenerator,
+    ItemKNN,
+    NewUserPopularity,
+    Popularity,
+    ProfilePopularity,
+    RecentItemKNN,
+    RecentPopularity,
+)
+from recsys.config import CandidateConfig
+from recsys.data.matrix import InteractionData
+from recsys.data.split import LabelWindow
+from recsys.features.builder import CandidateBatch, FeatureBuilder, Stage1
+
+
+def make_generators(cfg: CandidateConfig) -> dict[str, CandidateGenerator]:
+    """The generators of stage 1, keyed by their feature-name prefix."""
+    return {
+        "popularity": Popularity(),
+        "recent_popularity": RecentPopularity(cfg.pop_half_life_days),
+        "profile_popularity": ProfilePopularity(cfg.pop_half_life_days),
+        "new_user_popularity": NewUserPopularity(cfg.new_user_half_life_days),
+        "item_knn": ItemKNN(cfg.knn_neighbours, cfg.knn_shrink),
+        "recent_item_knn": RecentItemKNN(cfg.knn_neighbours, cfg.knn_shrink, cfg.recent_items),
+        "ease": EASE(cfg.ease_lambda),
+    }
+
+
+def profiles_for(users: pd.DataFrame, user_ids: np.ndarray) -> pd.DataFrame:
+    """Sign-up profiles of ``user_ids`` (rows of missing users are empty)."""
+    return users.set_index(S.USER).reindex(user_ids)[list(S.PROFILE_FIELDS)]
+
+
+@dataclass
+class QueryFrame:
+    """Rows = (user, candidate item) pairs grouped by user, with features and labels."""
+
+    x: np.ndarray
+    y: np.ndarray
+    group: np.ndarray
+    feature_names: list[str]
+    user: np.ndarray
+    item: np.ndarray
+
+    @staticmethod
+    def concat(frames: list[QueryFrame]) -> QueryFrame:
+        return QueryFrame(
+            np.concatenate([f.x for f in frames]), np.concatenate([f.y for f in frames]),
+            np.concatenate([f.group for f in frames]), frames[0].feature_names,
+            np.concatenate([f.user for f in frames]), np.concatenate([f.item for f in frames]),
+        )
+
+
+@dataclass
+class FittedWindow:
+    """Stage 1 and the feature builder fitted on a window's history, with the window's candidates."""
+
+    data: InteractionData
+    stage1: Stage1
+    features: FeatureBuilder
+    batch: CandidateBatch
+    window: LabelWindow
+
+
+def fit_window(window: LabelWindow, items: pd.DataFrame, users: pd.DataFrame, cfg: CandidateConfig,
+               user_ids: np.ndarray | None = None) -> FittedWindow:
+    """Fit stage 1 + features on the window's history and propose candidates for its users."""
+    data = InteractionData(window.history, items, users, window.now)
+    stage1 = Stage1(make_generators(cfg), cfg.per_generator).fit(data)
+    features = FeatureBuilder().fit(data)
+    ids = window.users if user_ids is None else user_ids
+    exclude = [window.exclude.get(int(u), np.empty(0, np.int64)).tolist() for u in ids] if window.exclude else None
+    batch = stage1.candidates(ids, profiles_for(users, ids), exclude)
+    return FittedWindow(data, stage1, features, batch, window)
+
+
+def labels_for(batch: CandidateBatch, positives: pd.DataFrame, graded: bool) -> np.ndarray:
+    """Label of each candidate pair: 0 unless a positive; graded: 2 for a rating >= 4, else 1."""
+    key = pd.MultiIndex.from_arrays([batch.user_ids[batch.pair_user], batch.items])
+    pos = positives.drop_duplicates([S.USER, S.ITEM])
+    gain = np.where(pos[S.RATING].to_numpy() >= 4, 2.0, 1.0) if graded else np.ones(len(pos))
+    lookup = pd.Series(gain, index=pd.MultiIndex.from_arrays([pos[S.USER].to_numpy(), pos[S.ITEM].to_numpy()]))
+    return lookup.reindex(key).fillna(0.0).to_numpy(np.float32)
+
+
+def window_queries(fitted: FittedWindow, graded: bool, require_positive: bool = True) -> QueryFrame:
+    """Ranker queries of a fitted window; users whose candidates hold no positive teach nothing: dropped."""
+    batch = fitted.batch
+    x, names = fitted.features.transform(batch)
+    y = labels_for(batch, fitted.window.positives, graded)
+    keep_user = np.ones(len(batch.user_ids), dtype=bool)
+    if require_positive:
+        keep_user = np.bincount(batch.pair_user, weights=(y > 0), minlength=len(batch.user_ids)) > 0
+    rows = keep_user[batch.pair_user]
+    group = np.bincount(batch.pair_user, minlength=len(batch.user_ids))[keep_user]
+    return QueryFrame(x[rows], y[rows], group, names, batch.user_ids[batch.pair_user][rows], batch.items[rows])

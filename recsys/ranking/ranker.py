@@ -1,0 +1,66 @@
+"""LightGBM LambdaRank: training with early stopping on a validation window."""
+
+from __future__ import annotations
+
+import lightgbm as lgb
+import numpy as np
+
+from recsys.config import RankerConfig
+from recsys.ranking.queries import QueryFrame
+
+CATEGORICAL = ("occupation",)
+
+
+def lgb_params(cfg: RankerConfig) -> dict[str, object]:
+    return {
+        "objective": "lambdarank",
+        "metric": "ndcg",
+        "eval_at": [10],
+        "lambdarank_truncation_level": 20,
+        "learning_rate": cfg.learning_rate,
+        "num_leaves": cfg.num_leaves,
+        "min_data_in_leaf": cfg.min_child_samples,
+        "feature_fraction": cfg.feature_fraction,
+        "bagging_fraction": cfg.bagging_fraction,
+        "bagging_freq": 1,
+        "lambda_l2": cfg.lambda_l2,
+        "num_threads": cfg.num_threads,
+        "seed": cfg.seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "verbose": -1,
+    }
+
+
+def _dataset(q: QueryFrame, reference: lgb.Dataset | None = None) -> lgb.Dataset:
+    cats = [c for c in CATEGORICAL if c in q.feature_names]
+    return lgb.Dataset(q.x, q.y, group=q.group, feature_name=q.feature_names, categorical_feature=cats,
+                       reference=reference, free_raw_data=False)
+
+
+def train_ranker(train: QueryFrame, valid: QueryFrame | None, cfg: RankerConfig) -> lgb.Booster:
+    """Fit LambdaRank on ``train``; with ``valid``, stop early on its NDCG@10 and keep the best iteration."""
+    if not len(train.group) or not (train.y > 0).any():
+        raise ValueError("no training query holds a positive among its candidates: nothing to learn")
+    dtrain = _dataset(train)
+    callbacks = []
+    valid_sets = []
+    if valid is not None and len(valid.group):
+        valid_sets = [_dataset(valid, reference=dtrain)]
+        callbacks.append(lgb.early_stopping(cfg.early_stopping_rounds, first_metric_only=True, verbose=False))
+    booster = lgb.train(lgb_params(cfg), dtrain, num_boost_round=cfg.n_estimators, valid_sets=valid_sets,
+                        callbacks=callbacks)
+    if valid_sets and booster.best_iteration > 0:
+        booster = booster.model_from_string(booster.model_to_string(num_iteration=booster.best_iteration))
+    return booster
+
+
+def feature_importance(booster: lgb.Booster) -> dict[str, float]:
+    """Total split gain per feature, largest first."""
+    gains = booster.feature_importance(importance_type="gain")
+    pairs = sorted(zip(booster.feature_name(), gains, strict=True), key=lambda p: -p[1])
+    return {n: float(g) for n, g in pairs}
+
+
+def predict(booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
+    return booster.predict(x, num_threads=1)
