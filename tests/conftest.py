@@ -1,0 +1,140 @@
+"""Shared fixtures: a tiny synthetic catalog with known answers, and the real MovieLens-100K (integration)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys import schema
+from recsys.data.fetch import fetch_movielens
+from recsys.data.matrix import InteractionData
+
+N_USERS = 20
+N_ITEMS = 20
+ITEM_OFFSET = 100
+"""Item ids are ``ITEM_OFFSET + i``, so an id is never confused with a matrix column."""
+T0 = 1_000_000_000  # 2001-09-09 01:46:40 UTC, a Sunday: the data crosses a week boundary at once
+HOUR = 3600
+DAY = 24 * HOUR
+GENRES = ("Action", "Comedy", "Drama", "Action Comedy", "Comedy Drama")
+OCCUPATIONS = ("engineer", "student", "writer")
+
+
+def make_items(n_items: int = N_ITEMS) -> pd.DataFrame:
+    return pd.DataFrame({
+        schema.ITEM: (ITEM_OFFSET + np.arange(n_items)).astype("int32"),
+        schema.TITLE: pd.array([f"Movie {i}" for i in range(n_items)], dtype="string"),
+        schema.RELEASE_YEAR: pd.array([1980 + i for i in range(n_items)], dtype="Int16"),
+        schema.GENRES: pd.array([GENRES[i % len(GENRES)] for i in range(n_items)], dtype="string"),
+    })
+
+
+def make_users(user_ids: np.ndarray | list[int], genders: list[str] | None = None,
+               occupations: list[str] | None = None, ages: list[int] | None = None) -> pd.DataFrame:
+    ids = np.asarray(user_ids)
+    n = len(ids)
+    return pd.DataFrame({
+        schema.USER: ids.astype("int32"),
+        schema.AGE: np.asarray(ages if ages is not None else [18 + 3 * (i % 15) for i in range(n)], "int16"),
+        schema.GENDER: pd.Categorical(genders if genders is not None else ["MF"[i % 2] for i in range(n)]),
+        schema.OCCUPATION: pd.Categorical(
+            occupations if occupations is not None else [OCCUPATIONS[i % 3] for i in range(n)]),
+        schema.ZIP: pd.array([f"{10000 + 1111 * i:05d}"[-5:] for i in range(n)], dtype="string"),
+    })
+
+
+def make_interactions(rows: list[tuple[int, int, int]], rating: float = 4.0) -> pd.DataFrame:
+    """(user, item, timestamp) triples -> an interactions frame with the schema's dtypes."""
+    arr = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+    return pd.DataFrame({
+        schema.USER: arr[:, 0].astype("int32"),
+        schema.ITEM: arr[:, 1].astype("int32"),
+        schema.RATING: np.full(len(arr), rating, dtype="float32"),
+        schema.TS: arr[:, 2].astype("int64"),
+    })
+
+
+def checkerboard_rows() -> list[tuple[int, int, int]]:
+    """implicit's checkerboard: user j sees every item of its own parity block except item j (withheld)."""
+    rows = []
+    for j in range(N_USERS):
+        for i in range(N_ITEMS):
+            if i % 2 == j % 2 and i != j:
+                rows.append((j + 1, ITEM_OFFSET + i, T0 + (j * N_ITEMS + i) * 3 * HOUR))
+    return rows
+
+
+def withheld_item(user_id: int) -> int:
+    """The one unseen item of ``user_id``'s own block in the checkerboard."""
+    return ITEM_OFFSET + user_id - 1
+
+
+@pytest.fixture(scope="session")
+def synth() -> SimpleNamespace:
+    """The synthetic data's constants and builders, for tests that make data of their own."""
+    return SimpleNamespace(
+        N_USERS=N_USERS, N_ITEMS=N_ITEMS, ITEM_OFFSET=ITEM_OFFSET, T0=T0, HOUR=HOUR, DAY=DAY,
+        make_items=make_items, make_users=make_users, make_interactions=make_interactions,
+        withheld_item=withheld_item,
+    )
+
+
+@pytest.fixture
+def items() -> pd.DataFrame:
+    return make_items()
+
+
+@pytest.fixture
+def users() -> pd.DataFrame:
+    return make_users(np.arange(1, N_USERS + 1))
+
+
+@pytest.fixture
+def interactions() -> pd.DataFrame:
+    """The checkerboard: 20 users x 20 items, 180 interactions over about seven weeks."""
+    return make_interactions(checkerboard_rows())
+
+
+@pytest.fixture
+def now(interactions: pd.DataFrame) -> int:
+    return int(interactions[schema.TS].max()) + DAY
+
+
+@pytest.fixture
+def data(interactions: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame, now: int) -> InteractionData:
+    return InteractionData(interactions, items, users, now)
+
+
+@pytest.fixture
+def build_data(items: pd.DataFrame) -> Callable[..., InteractionData]:
+    """Factory: InteractionData over the synthetic catalog from (user, item, ts) rows."""
+
+    def build(rows: list[tuple[int, int, int]], users: pd.DataFrame | None = None,
+              now: int | None = None) -> InteractionData:
+        inter = make_interactions(rows)
+        if users is None:
+            users = make_users(np.sort(inter[schema.USER].unique()))
+        when = int(inter[schema.TS].max()) + DAY if now is None else now
+        return InteractionData(inter, items, users, when)
+
+    return build
+
+
+# -- real data ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def movielens_cache() -> Path:
+    """The wheel cache, shared across runs so the recbole wheel is downloaded once per machine."""
+    return Path(os.environ.get("RECSYS_TEST_CACHE", Path.home() / ".cache" / "recsys-test"))
+
+
+@pytest.fixture(scope="session")
+def movielens(tmp_path_factory: pytest.TempPathFactory, movielens_cache: Path) -> Path:
+    """Raw dir holding the verified ML-100K atomic files (fetched into a fresh temporary folder)."""
+    raw_dir = tmp_path_factory.mktemp("ml-100k")
+    return fetch_movielens(raw_dir, movielens_cache)
