@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -46,6 +46,8 @@ class Settings(BaseSettings):
 class BacktestConfig(BaseModel):
     """Rolling-origin temporal backtest: train on weeks < W, test on [W, W + horizon)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     first_cut: int = Field(12, ge=2, description="first test week W")
     last_cut: int = Field(28, ge=2, description="last test week W (W + horizon must stay inside the data)")
     step: int = Field(1, ge=1, description="weeks between two cuts")
@@ -57,6 +59,8 @@ class BacktestConfig(BaseModel):
 
 class CandidateConfig(BaseModel):
     """Candidate generation: how many items each generator proposes, and its hyper-parameters."""
+
+    model_config = ConfigDict(extra="forbid")
 
     per_generator: int = Field(100, ge=10, le=1000)
     ease_lambda: float = Field(300.0, gt=0)
@@ -71,7 +75,9 @@ class CandidateConfig(BaseModel):
 class RankerConfig(BaseModel):
     """LightGBM LambdaRank and its training windows."""
 
-    label_windows: int = Field(10, ge=1, le=40, description="stacked label windows before the validation one")
+    model_config = ConfigDict(extra="forbid")
+
+    label_windows: int = Field(12, ge=1, le=40, description="stacked label windows before the validation one")
     window_stride: int = Field(1, ge=1, description="weeks between two stacked label windows")
     graded_labels: bool = True
     refit: bool = Field(True, description="after early stopping, refit with the best iteration count on all "
@@ -83,12 +89,15 @@ class RankerConfig(BaseModel):
     feature_fraction: float = Field(0.8, gt=0, le=1)
     bagging_fraction: float = Field(0.8, gt=0, le=1)
     lambda_l2: float = Field(1.0, ge=0)
+    max_bin: int = Field(63, ge=15, le=255, description="histogram bins per feature (fewer = faster)")
     early_stopping_rounds: int = Field(50, ge=5)
     num_threads: int = Field(2, ge=1)
     seed: int = 0
 
 
 class TrainConfig(BaseModel):
+
+    model_config = ConfigDict(extra="forbid")
     candidates: CandidateConfig = CandidateConfig()
     ranker: RankerConfig = RankerConfig()
     backtest: BacktestConfig = BacktestConfig()

@@ -7,6 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
+from recsys.runtime import quiet_threads
+
+quiet_threads()  # before numpy/LightGBM load: spinning thread pools starve each other on 2 cores
+
 import numpy as np
 import pandas as pd
 import pytest

@@ -2,7 +2,21 @@
 
 from recsys.candidates.base import CandidateGenerator, Candidates
 from recsys.candidates.neighbours import EASE, ItemKNN, RecentItemKNN
-from recsys.candidates.popularity import NewUserPopularity, Popularity, ProfilePopularity, RecentPopularity
+from recsys.candidates.popularity import (
+    NewUserPopularity,
+    Popularity,
+    ProfilePopularity,
+    RecentPopularity,
+)
 
-__all__ = ["EASE", "CandidateGenerator", "Candidates", "ItemKNN", "NewUserPopularity", "Popularity", "ProfilePopularity",
-           "RecentItemKNN", "RecentPopularity"]
+__all__ = [
+    "EASE",
+    "CandidateGenerator",
+    "Candidates",
+    "ItemKNN",
+    "NewUserPopularity",
+    "Popularity",
+    "ProfilePopularity",
+    "RecentItemKNN",
+    "RecentPopularity",
+]

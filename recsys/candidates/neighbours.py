@@ -79,8 +79,12 @@ class RecentItemKNN(ItemKNN):
             rows.append(np.full(len(order), r))
             cols.append(last.indices[start:end][order])
             vals.append(self.decay ** np.arange(len(order)))
-        cat = (lambda a: np.concatenate(a) if a else np.empty(0))
-        self.recent_ = sp.csr_matrix((cat(vals), (cat(rows), cat(cols))), shape=last.shape, dtype=np.float32)
+        if rows:
+            rows_a, cols_a, vals_a = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+        else:
+            rows_a = cols_a = np.empty(0, np.int64)
+            vals_a = np.empty(0)
+        self.recent_ = sp.csr_matrix((vals_a, (rows_a, cols_a)), shape=last.shape, dtype=np.float32)
 
     def _history(self, rows: np.ndarray) -> sp.csr_matrix:
         return self.recent_[rows]

@@ -9,6 +9,7 @@ demographics, genre affinity and demographic fit. Everything is computed from da
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,8 +52,11 @@ class Stage1:
         self.per_generator = per_generator
 
     def fit(self, data: InteractionData) -> Stage1:
-        for gen in self.generators.values():
+        self.fit_seconds_: dict[str, float] = {}
+        for name, gen in self.generators.items():
+            t0 = time.perf_counter()
             gen.fit(data)
+            self.fit_seconds_[name] = time.perf_counter() - t0
         return self
 
     def candidates(self, user_ids: np.ndarray, profiles: pd.DataFrame,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import lightgbm as lgb
 import numpy as np
 
@@ -24,6 +27,7 @@ def lgb_params(cfg: RankerConfig) -> dict[str, object]:
         "bagging_fraction": cfg.bagging_fraction,
         "bagging_freq": 1,
         "lambda_l2": cfg.lambda_l2,
+        "max_bin": cfg.max_bin,
         "num_threads": cfg.num_threads,
         "seed": cfg.seed,
         "deterministic": True,
@@ -43,8 +47,8 @@ def train_ranker(train: QueryFrame, valid: QueryFrame | None, cfg: RankerConfig)
     if not len(train.group) or not (train.y > 0).any():
         raise ValueError("no training query holds a positive among its candidates: nothing to learn")
     dtrain = _dataset(train)
-    callbacks = []
-    valid_sets = []
+    callbacks: list[Callable[..., Any]] = []
+    valid_sets: list[lgb.Dataset] = []
     if valid is not None and len(valid.group):
         valid_sets = [_dataset(valid, reference=dtrain)]
         callbacks.append(lgb.early_stopping(cfg.early_stopping_rounds, first_metric_only=True, verbose=False))
@@ -63,4 +67,4 @@ def feature_importance(booster: lgb.Booster) -> dict[str, float]:
 
 
 def predict(booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
-    return booster.predict(x, num_threads=1)
+    return np.asarray(booster.predict(x, num_threads=1))

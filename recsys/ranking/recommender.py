@@ -134,7 +134,7 @@ class Recommender:
                     raise BundleError(f"{path}: {rel} is missing or fails its sha256 check")
         booster = lgb.Booster(model_file=str(path / "ranker.txt"))
         with (path / "features.pkl").open("rb") as fh:
-            features = pickle.load(fh)  # noqa: S301 (our own checksummed file)
+            features = pickle.load(fh)
         profiles = pd.read_parquet(path / "profiles.parquet").set_index(S.USER)
         rec = cls(Stage1.load(path / "stage1"), features, booster, profiles, manifest)
         if rec.feature_names != manifest["feature_names"]:

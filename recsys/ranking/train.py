@@ -106,18 +106,26 @@ def training_starts(as_of_week: int, cfg: TrainConfig) -> list[int]:
     return [s for s in starts if s >= 1]
 
 
+def check_as_of_week(as_of_week: int, clock: ReplayClock, cfg: TrainConfig) -> None:
+    """Raise ValueError unless a model can be trained as of ``as_of_week``."""
+    if not 1 <= as_of_week <= clock.n_weeks:
+        raise ValueError(f"week {as_of_week} is out of range: the data has weeks 0..{clock.n_weeks - 1}, so a "
+                         f"model can be trained as of week 1..{clock.n_weeks}")
+    if not training_starts(as_of_week, cfg):
+        h = cfg.backtest.horizon
+        raise ValueError(f"week {as_of_week} is too early: the ranker needs {h}-week label windows and a "
+                         f"validation window before it; the earliest week is {2 * h + 1}")
+
+
 def train_recommender(ml: MovieLens, clock: ReplayClock, as_of_week: int, cfg: TrainConfig,
                       cache: WindowCache | None = None,
                       progress: Callable[[Iterable[int]], Iterable[int]] = lambda x: x) -> TrainResult:
     """Train the two-stage recommender on weeks < ``as_of_week`` (see the module docstring)."""
     t0 = time.perf_counter()
-    clock.check_week(as_of_week - 1)
+    check_as_of_week(as_of_week, clock, cfg)
     h = cfg.backtest.horizon
     cache = cache or WindowCache()
     starts = training_starts(as_of_week, cfg)
-    if not starts:
-        raise ValueError(f"week {as_of_week} is too early: the ranker needs label windows before week "
-                         f"{as_of_week - h} (at least week {2 * h + 1})")
     valid_window = temporal_window(ml.interactions, clock, as_of_week - h, h)
     cand_cfg, tuning = (tune_generators(valid_window, ml, cfg.candidates) if cfg.candidates.tune
                         else (cfg.candidates, {}))
@@ -127,14 +135,17 @@ def train_recommender(ml: MovieLens, clock: ReplayClock, as_of_week: int, cfg: T
         window = temporal_window(ml.interactions, clock, start, h)
         return window_queries(fit_window(window, ml.items, ml.users, cand_cfg), cfg.ranker.graded_labels)
 
-    train_q = QueryFrame.concat([cache.get((s, key), lambda s=s: queries(s)) for s in progress(starts)])
-    valid_q = cache.get((as_of_week - h, key), lambda: queries(as_of_week - h))
+    def cached(start: int) -> QueryFrame:
+        return cache.get((start, key), lambda: queries(start))
+
+    train_q = QueryFrame.concat([cached(s) for s in progress(starts)])
+    valid_q = cached(as_of_week - h)
     t_fit = time.perf_counter()
     booster = train_ranker(train_q, valid_q, cfg.ranker)
     best_iteration = booster.num_trees()
     if cfg.ranker.refit:
         recent = range(starts[0] + 1, as_of_week - h + 1)
-        refit_q = QueryFrame.concat([train_q] + [cache.get((s, key), lambda s=s: queries(s)) for s in recent])
+        refit_q = QueryFrame.concat([train_q] + [cached(s) for s in recent])
         booster = train_ranker(refit_q, None, cfg.ranker.model_copy(update={"n_estimators": best_iteration}))
     fit_ranker_s = time.perf_counter() - t_fit
 
@@ -148,8 +159,8 @@ def train_recommender(ml: MovieLens, clock: ReplayClock, as_of_week: int, cfg: T
         "trained_until": str(clock.bounds(as_of_week)[0]),
         "label_window_starts": starts,
         "validation_window": valid_window.name,
-        "train_queries": int(len(train_q.group)),
-        "train_rows": int(len(train_q.y)),
+        "train_queries": len(train_q.group),
+        "train_rows": len(train_q.y),
         "best_iteration": int(best_iteration),
         "refit": cfg.ranker.refit,
         "tuning": tuning,

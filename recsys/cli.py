@@ -1,0 +1,360 @@
+"""The ``recsys`` command line: one command per offline stage, over the library functions the DAGs also call.
+
+Heavy modules (pandas, LightGBM) are imported inside the commands so that ``recsys --help`` stays fast.
+Expected failures (missing data, a week out of range, a bad config file) end with one red line on stderr and
+exit code 1, never a traceback. Tables go to stdout, progress and errors to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from recsys.runtime import quiet_threads
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from recsys.config import Settings, TrainConfig
+    from recsys.data.load import MovieLens
+    from recsys.data.replay import ReplayClock
+    from recsys.evaluation.protocols import EvalResult
+    from recsys.ranking.train import TrainResult
+
+K = 10
+METRICS = [f"{m}@{K}" for m in ("ndcg", "recall", "map", "mrr", "hit_rate")]
+app = typer.Typer(help="Two-stage content recommender on MovieLens-100K, replayed week by week.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
+data_app = typer.Typer(help="Fetch MovieLens-100K and replay it as weekly batches.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+class CliError(Exception):
+    """An expected failure whose message is all the user needs."""
+
+
+class Protocol(StrEnum):
+    backtest = "backtest"
+    recbole = "recbole"
+    both = "both"
+
+
+# -- error boundary ------------------------------------------------------------------------------------------
+def _describe_validation(exc: ValidationError) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    more = f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else ""
+    given = f", got {first['input']!r}" if loc and "input" in first else ""
+    return f"{f'field {loc}: ' if loc else ''}{first['msg']}{given}{more}"
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn the library's expected exceptions into a one-line message and exit code 1."""
+    from pydantic import ValidationError
+
+    from recsys.data.fetch import DataUnavailableError
+
+    try:
+        yield
+    except ValidationError as exc:  # before ValueError: pydantic's error is one
+        _fail(_describe_validation(exc))
+    except (CliError, DataUnavailableError, ValueError) as exc:  # DataFileError, BundleError are ValueErrors
+        if logging.getLogger().isEnabledFor(logging.INFO) and not isinstance(exc, CliError):
+            err.print_exception()  # --verbose: where a library ValueError came from
+        _fail(str(exc))
+
+
+def _fail(message: str) -> None:
+    err.print(Text(f"error: {message}", style="bold red"), soft_wrap=True)
+    raise typer.Exit(1)
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log the library's progress.")] = False,
+) -> None:
+    quiet_threads()
+    if verbose:
+        from rich.logging import RichHandler
+
+        logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=err)])
+
+
+# -- shared helpers ------------------------------------------------------------------------------------------
+@contextmanager
+def progress_bar(description: str, loop_label: str) -> Iterator[Callable[[Iterable[int]], Iterator[int]]]:
+    """A spinner for a long step; the yielded wrapper draws a bar over the loop the library reports."""
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
+        progress.add_task(description, total=None)
+
+        def track(items: Iterable[int]) -> Iterator[int]:
+            items = list(items)
+            task = progress.add_task(loop_label, total=len(items))
+            for item in items:
+                yield item
+                progress.advance(task)
+
+        yield track
+
+
+def _settings() -> Settings:
+    from recsys.config import Settings
+
+    return Settings()
+
+
+def _load_data(settings: Settings) -> tuple[MovieLens, ReplayClock]:
+    from recsys.data.load import load_movielens
+    from recsys.data.replay import ReplayClock
+
+    ml = load_movielens(settings.raw_dir)
+    return ml, ReplayClock.from_interactions(ml.interactions)
+
+
+def load_config(path: Path | None) -> TrainConfig:
+    """The training config from a JSON file (defaults for what it leaves out; an unknown key is an error)."""
+    from pydantic import ValidationError
+
+    from recsys.config import TrainConfig
+
+    if path is None:
+        return TrainConfig()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise CliError(f"cannot read config file {path}: {reason}") from exc
+    try:
+        return TrainConfig.model_validate_json(text)
+    except ValidationError as exc:
+        raise CliError(f"config file {path}: {_describe_validation(exc)}") from exc
+
+
+def parse_cuts(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        cuts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise CliError(f"--cuts must be comma-separated week numbers such as 12,16,20, got {text!r}"
+                       ) from None
+    if not cuts:
+        raise CliError("--cuts is empty")
+    return sorted(set(cuts))
+
+
+def check_cuts(cuts: list[int], clock: ReplayClock, cfg: TrainConfig) -> None:
+    """Fail before any training if a cut has no room for its label windows or its test window."""
+    from recsys.ranking.train import training_starts
+
+    h = cfg.backtest.horizon
+    valid = [w for w in range(1, clock.n_weeks + 1) if training_starts(w, cfg) and w + h <= clock.n_weeks]
+    bad = [w for w in cuts if w not in valid]
+    if bad:
+        span = f"{valid[0]}..{valid[-1]}" if valid else "none"
+        raise CliError(f"cut week(s) {bad} out of range: with horizon {h} the backtest can cut at "
+                       f"weeks {span}")
+
+
+def _print_md(text: str) -> None:
+    out.print(text, markup=False, soft_wrap=True)
+
+
+
+# -- data ----------------------------------------------------------------------------------------------------
+@data_app.command("fetch")
+def data_fetch() -> None:
+    """Download MovieLens-100K from the recbole==1.2.1 wheel (cached), verify its checksums and load it."""
+    settings = _settings()
+    with _user_errors():
+        from recsys.data.fetch import fetch_movielens
+
+        with err.status("fetching MovieLens-100K (recbole==1.2.1 wheel)…"):
+            raw_dir = fetch_movielens(settings.raw_dir, settings.wheel_cache)
+        ml, clock = _load_data(settings)
+    first, last = clock.bounds(0)[0], clock.bounds(clock.n_weeks - 1)[1]
+    table = Table(title="MovieLens-100K", show_header=False)
+    for key, value in [("raw dir", str(raw_dir)), ("data hash", ml.data_hash),
+                       ("users", f"{len(ml.users):,}"), ("items", f"{len(ml.items):,}"),
+                       ("interactions", f"{len(ml.interactions):,}"),
+                       ("replay weeks", f"{clock.n_weeks} (0..{clock.n_weeks - 1}), "
+                                        f"{first:%Y-%m-%d} → {last:%Y-%m-%d}")]:
+        table.add_row(key, value)
+    out.print(table)
+
+
+@data_app.command("replay")
+def data_replay(
+    week: Annotated[int | None, typer.Option(
+        help="Replay week to write (week 0 holds the first rating).")] = None,
+    all_weeks: Annotated[bool, typer.Option("--all", help="Write every week of the timeline.")] = False,
+) -> None:
+    """Write the weekly batch partition(s) data/batches/week=WW (idempotent: a rerun overwrites them)."""
+    settings = _settings()
+    with _user_errors():
+        if (week is None) == (not all_weeks):
+            raise CliError("give either --week W or --all")
+        from recsys.data.replay import interactions_of_week, write_week
+
+        ml, clock = _load_data(settings)
+        weeks = list(range(clock.n_weeks)) if week is None else [week]
+        for w in weeks:
+            clock.check_week(w)
+        table = Table("week", "from (UTC)", "to (UTC)", "rows", title=f"batches in {settings.batches_dir}")
+        with progress_bar("writing weekly batches", "weeks") as track:
+            for w in track(weeks):
+                write_week(ml.interactions, clock, w, settings.batches_dir)
+                start, end = clock.bounds(w)
+                rows = len(interactions_of_week(ml.interactions, clock, w))
+                table.add_row(str(w), f"{start:%Y-%m-%d %H:%M}", f"{end:%Y-%m-%d %H:%M}", f"{rows:,}")
+    out.print(table)
+
+
+# -- train ---------------------------------------------------------------------------------------------------
+def _holdout_result(ml: MovieLens, clock: ReplayClock, train_result: TrainResult, week: int,
+                    horizon: int) -> EvalResult:
+    """Evaluate a freshly trained model on its own test window [week, week + horizon)."""
+    from recsys.data.split import temporal_window
+    from recsys.evaluation.protocols import EvalResult, evaluate_window, list_metrics
+
+    window = temporal_window(ml.interactions, clock, week, horizon)
+    per_user, lists = evaluate_window(train_result.recommender, window, ml.users, cut=week)
+    return EvalResult("holdout", per_user, list_metrics([lists], len(ml.items)),
+                      {"ranker": float(train_result.info["fit_seconds"])}, {"test_window": window.name})
+
+
+def _train_table(result: EvalResult) -> Table:
+    all_, warm, cold = result.table("all"), result.table("warm"), result.table("cold")
+    n_warm = int(warm["users"].max()) if len(warm) else 0
+    n_cold = int(cold["users"].max()) if len(cold) else 0
+    table = Table(title=f"@{K} on the held-out {result.info['test_window']} "
+                        f"({n_warm} warm + {n_cold} cold users)",
+                  caption="HR = HitRate; warm, cold = NDCG of each user slice",
+                  box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    table.add_column("model", no_wrap=True)
+    for header in ("NDCG", "Recall", "MAP", "MRR", "HR", "warm", "cold"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for model, row in all_.iterrows():
+        cells = [f"{row[m]:.3f}" for m in METRICS]
+        for part in (warm, cold):
+            cells.append(f"{part.loc[model, f'ndcg@{K}']:.3f}" if model in part.index else "–")
+        table.add_row(str(model), *cells, style="bold" if model == "ranker" else None)
+    return table
+
+
+@app.command()
+def train(
+    as_of_week: Annotated[int, typer.Option(
+        "--as-of-week", help="Train on weeks < W (W = the replay week).")],
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Bundle directory (default: var/models/week=WW).")] = None,
+    config: Annotated[Path | None, typer.Option(
+        help="JSON file with TrainConfig fields (candidates, ranker, backtest); defaults fill the rest.")
+    ] = None,
+) -> None:
+    """Train the two-stage recommender as of a week, save its bundle and score it on the next H weeks."""
+    settings = _settings()
+    with _user_errors():
+        cfg = load_config(config)
+        ml, clock = _load_data(settings)
+        from recsys.evaluation.report import format_gain, json_safe, summarize_result
+        from recsys.ranking.train import check_as_of_week, train_recommender
+
+        check_as_of_week(as_of_week, clock, cfg)
+
+        err.print(f"training as of week {as_of_week} on weeks < {as_of_week} …")
+        with progress_bar(f"training as of week {as_of_week}", "label windows") as track:
+            result = train_recommender(ml, clock, as_of_week, cfg, progress=track)
+        h = cfg.backtest.horizon
+        report: dict[str, Any] = {"as_of_week": as_of_week, "data_hash": ml.data_hash, "train": result.info}
+        if as_of_week + h <= clock.n_weeks:
+            with err.status(f"evaluating on weeks {as_of_week}..{as_of_week + h - 1} …"):
+                holdout = _holdout_result(ml, clock, result, as_of_week, h)
+                report["holdout"] = summarize_result(holdout)
+            out.print(_train_table(holdout))
+            out.print(format_gain(report["holdout"]["gains"]["all"]), soft_wrap=True, markup=False)
+        else:
+            err.print(f"[yellow]no held-out evaluation: weeks {as_of_week}..{as_of_week + h - 1} run "
+                      f"past the last week {clock.n_weeks - 1}[/yellow]")
+        bundle = out_dir or settings.models_dir / f"week={as_of_week:02d}"
+        metrics = report.get("holdout", {}).get("metrics", {}).get("all", {}).get("ranker", {})
+        result.recommender.save(bundle, extra={"metrics": metrics, "train_info": json_safe(result.info)})
+        # the report sits beside the checksummed model files; it is not part of the model
+        (bundle / "metrics.json").write_text(json.dumps(json_safe(report), indent=2, default=str))
+    out.print(f"fit {result.info['fit_seconds']:.1f} s (ranker {result.info['fit_ranker_seconds']:.1f} s), "
+              f"best iteration {result.info['best_iteration']}")
+    out.print(f"bundle: {bundle}   metrics: {bundle / 'metrics.json'}")
+
+
+# -- evaluate ------------------------------------------------------------------------------------------------
+@app.command()
+def evaluate(
+    protocol: Annotated[Protocol, typer.Option(
+        help="Which offline protocol(s) to run (see docs/protocols.md).")] = Protocol.backtest,
+    cuts: Annotated[str | None, typer.Option(
+        help="Backtest cut weeks, comma-separated (e.g. 12,16,20); default: every cut of the config.")
+    ] = None,
+    json_path: Annotated[Path | None, typer.Option(
+        "--json", help="Also write the results as JSON here.")] = None,
+    config: Annotated[Path | None, typer.Option(help="JSON file with TrainConfig fields.")] = None,
+) -> None:
+    """Run the rolling temporal backtest and/or RecBole's 80/10/10 protocol; print tables and the gain."""
+    settings = _settings()
+    summaries: dict[str, Any] = {}
+    with _user_errors():
+        cfg = load_config(config)
+        cut_list = parse_cuts(cuts)
+        ml, clock = _load_data(settings)
+        from recsys.evaluation.protocols import run_backtest, run_recbole
+        from recsys.evaluation.report import recbole_reference_row, render_result, summarize_result
+
+        if protocol in (Protocol.backtest, Protocol.both):
+            cut_list = cut_list or cfg.backtest.cuts()
+            check_cuts(cut_list, clock, cfg)
+            err.print(f"backtest: {len(cut_list)} cut(s) {cut_list}, horizon {cfg.backtest.horizon} …")
+            with progress_bar("temporal backtest", "cuts") as track:
+                backtest = run_backtest(ml, cfg, cut_list, progress=track)
+            summaries["temporal_backtest"] = summarize_result(backtest)
+            _print_md(render_result(backtest, summaries["temporal_backtest"],
+                                    f"Temporal backtest (cuts {cut_list}, horizon {cfg.backtest.horizon})"))
+        if protocol in (Protocol.recbole, Protocol.both):
+            with err.status("RecBole protocol: fitting on the 80 % split …"):
+                recbole = run_recbole(ml, cfg)
+            summaries["recbole"] = summarize_result(recbole)
+            title = "RecBole protocol (random 80/10/10 per user)"
+            _print_md(render_result(recbole, summaries["recbole"], title, recbole_reference_row()))
+        if json_path is not None:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps({"data_hash": ml.data_hash, "config": cfg.model_dump(mode="json"),
+                                             "protocols": summaries}, indent=2))
+            out.print(f"results: {json_path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
