@@ -2,8 +2,8 @@
 
 Both produce an :class:`EvalResult`: per-user metric rows for the ranker and every single generator (the
 baselines), list-level metrics (coverage, novelty, popularity bias) and fit times. Slices: ``warm`` and
-``cold`` users, and ``long_tail`` (the same top-10 lists judged only on positives outside the head items
-that make up 20 % of the history's interactions).
+``cold`` users, and ``long_tail`` (the same top-10 lists judged only on positives outside the head: the
+most popular 20 % of the items in the history).
 """
 
 from __future__ import annotations
@@ -82,12 +82,10 @@ class EvalResult:
         return {"slice": slice_, "baseline": baseline, "metric": metric, **diff.to_dict()}
 
 
-def long_tail_items(history: pd.DataFrame, head_share: float = 0.2) -> set[int]:
-    """Items outside the head: the most popular items that together make up ``head_share`` of interactions."""
+def head_items(history: pd.DataFrame, head_share: float = 0.2) -> set[int]:
+    """The head: the most popular ``head_share`` of the items seen in ``history``; every other item is long tail."""
     counts = history[S.ITEM].value_counts()
-    cum = counts.cumsum() / counts.sum()
-    head = set(counts.index[: int(np.searchsorted(cum.to_numpy(), head_share)) + 1])
-    return set(history[S.ITEM].unique()) - head | set()
+    return set(counts.index[: int(np.ceil(head_share * len(counts)))].astype(int))
 
 
 def evaluate_window(rec: Recommender, window: LabelWindow, users: pd.DataFrame, cut: int) -> tuple[pd.DataFrame, dict]:
@@ -98,8 +96,8 @@ def evaluate_window(rec: Recommender, window: LabelWindow, users: pd.DataFrame, 
     dense = {RANKER: rec.score_batch(batch), **batch.scores}
     truth = window.truth()
     cold = window.cold_mask(ids)
-    tail = long_tail_items(window.history)
-    tail_truth = {u: t & tail for u, t in truth.items() if t & tail}
+    head = head_items(window.history)
+    tail_truth = {u: t - head for u, t in truth.items() if t - head}
     popularity = window.history[S.ITEM].value_counts()
     n_hist_users = window.history[S.USER].nunique()
     rows, lists = [], {}
