@@ -35,7 +35,6 @@ from recsys.ranking.recommender import Recommender
 from recsys.ranking.train import WindowCache, train_recommender, tune_generators
 
 RANKER = "ranker"
-POPULARITY_MODELS = ("popularity", "recent_popularity", "profile_popularity", "new_user_popularity")
 K = 10
 
 
@@ -64,16 +63,18 @@ class EvalResult:
             out["fit_s"] = pd.Series(self.fit_seconds)
         return out.sort_values(f"ndcg@{K}", ascending=False)
 
-    def best_baseline(self, slice_: str = "all", models: Iterable[str] | None = None) -> str:
+    def best_baseline(self, slice_: str = "all") -> str:
         table = self.table(slice_)
-        candidates = [m for m in table.index if m != RANKER and (models is None or m in models)]
+        candidates = [m for m in table.index if m != RANKER]
         return str(table.loc[candidates, f"ndcg@{K}"].idxmax())
 
     def gain(self, slice_: str = "all", baseline: str | None = None, metric: str = f"ndcg@{K}",
              n_resamples: int = 2000) -> dict[str, Any]:
         """Paired bootstrap of the ranker against ``baseline`` (default: the best single generator)."""
         if baseline is None:
-            baseline = self.best_baseline(slice_, POPULARITY_MODELS if slice_ == "cold" else None)
+            # the strongest single generator on this very slice (for cold users every generator is a
+            # popularity ranking: the personalised ones fall back to recent popularity)
+            baseline = self.best_baseline(slice_)
         frame = self.per_user[self.per_user["slice"] == ("long_tail" if slice_ == "long_tail" else "main")]
         if slice_ in ("warm", "cold"):
             frame = frame[frame["cold"] == (slice_ == "cold")]

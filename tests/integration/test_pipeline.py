@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 AS_OF, HORIZON = 20, 4
 # Small enough for a test (a few label windows, few trees, no tuning grid). One LightGBM thread: OpenMP's
-# spinning threads can slow a 2-core box down many times. TrainConfig ignores unknown keys ("refit").
+# spinning threads can slow a 2-core box down many times.
 SMALL = {"candidates": {"per_generator": 50, "tune": False},
          "ranker": {"label_windows": 3, "n_estimators": 60, "refit": False, "num_threads": 1},
          "backtest": {"horizon": HORIZON}}
@@ -115,3 +115,28 @@ def test_incomplete_bundle_is_rejected(bundle: Path, tmp_path: Path) -> None:
     (missing_file / "features.pkl").unlink()
     with pytest.raises(BundleError, match=r"features\.pkl"):
         Recommender.load(missing_file)
+
+
+def test_recommend_contract(pipeline: SimpleNamespace) -> None:
+    rec, ml = pipeline.result.recommender, pipeline.ml
+    history = ml.interactions[ml.interactions[schema.TS] < pipeline.clock.start(AS_OF)]
+    user = int(history[schema.USER].value_counts().index[0])
+    seen = set(history.loc[history[schema.USER] == user, schema.ITEM].astype(int))
+    top = rec.recommend(user, n=20)
+    items = [r.item_id for r in top]
+    assert len(items) == len(set(items)) == 20 and not seen & set(items)
+    assert [r.score for r in top] == sorted((r.score for r in top), reverse=True)
+    excluded = rec.recommend(user, n=20, exclude=items[:5])
+    assert not set(items[:5]) & {r.item_id for r in excluded}
+    with pytest.raises(ValueError, match="n must be"):
+        rec.recommend(user, n=0)
+
+
+def test_cold_start_is_ranked_from_the_profile(pipeline: SimpleNamespace) -> None:
+    rec, unknown = pipeline.result.recommender, 10**6
+    assert not rec.is_known(unknown)
+    a = rec.recommend(unknown, 10, profile={"age": 19, "gender": "F", "occupation": "student", "zip": "02139"})
+    b = rec.recommend(unknown, 10, profile={"age": 61, "gender": "M", "occupation": "retired", "zip": "98101"})
+    none = rec.recommend(unknown, 10)
+    assert len(a) == len(b) == len(none) == 10
+    assert [r.item_id for r in a] != [r.item_id for r in b]  # the profile changes the ranking
