@@ -32,14 +32,17 @@ class Candidates:
     scores: np.ndarray
 
 
+def decay_weights(timestamps: np.ndarray, now: int, half_life_days: float | None) -> np.ndarray:
+    """``0.5 ** (age / half_life)`` per interaction; all ones without a half-life."""
+    if half_life_days is None:
+        return np.ones(len(timestamps))
+    return np.power(0.5, (now - np.asarray(timestamps, dtype=np.float64)) / SECONDS_PER_DAY / half_life_days)
+
+
 def decayed_counts(data: InteractionData, half_life_days: float | None) -> np.ndarray:
     """Interactions per item, each weighted by ``0.5 ** (age / half_life)`` (plain counts without a half-life)."""
     cols = np.searchsorted(data.item_ids, data.interactions["item_id"].to_numpy())
-    if half_life_days is None:
-        weights = np.ones(len(cols))
-    else:
-        age_days = (data.now - data.interactions["timestamp"].to_numpy()) / SECONDS_PER_DAY
-        weights = np.power(0.5, age_days / half_life_days)
+    weights = decay_weights(data.interactions["timestamp"].to_numpy(), data.now, half_life_days)
     return np.bincount(cols, weights=weights, minlength=data.n_items).astype(np.float64)
 
 
@@ -81,7 +84,8 @@ class CandidateGenerator(ABC):
         self._fit(data)
         return self
 
-    def _rows(self, user_ids: np.ndarray) -> np.ndarray:
+    def user_rows(self, user_ids: np.ndarray) -> np.ndarray:
+        """Row of each user in the fitted matrix, -1 for users without history."""
         pos = np.clip(np.searchsorted(self.user_ids_, user_ids), 0, max(len(self.user_ids_) - 1, 0))
         if not len(self.user_ids_):
             return np.full(len(user_ids), -1)
@@ -94,7 +98,7 @@ class CandidateGenerator(ABC):
         without history by generators that understand it.
         """
         ids = np.asarray(user_ids, dtype=np.int64)
-        rows = self._rows(ids)
+        rows = self.user_rows(ids)
         out = np.empty((len(ids), len(self.item_ids_)), dtype=np.float64)
         known = rows >= 0
         if known.any():
@@ -106,11 +110,22 @@ class CandidateGenerator(ABC):
 
     def seen_mask(self, user_ids: np.ndarray) -> sp.csr_matrix:
         """Boolean (len(user_ids), n_items) matrix of items each user has already interacted with."""
-        rows = self._rows(np.asarray(user_ids, dtype=np.int64))
+        rows = self.user_rows(np.asarray(user_ids, dtype=np.int64))
         if not len(self.user_ids_):
             return sp.csr_matrix((len(rows), len(self.item_ids_)), dtype=np.float32)
         # users without history (row -1) get an all-zero row
         return (sp.diags((rows >= 0).astype(np.float32)) @ self.seen_[np.clip(rows, 0, None)]).tocsr()
+
+    def blocked(self, user_ids: np.ndarray, exclude: list[list[int]] | None = None) -> sp.csr_matrix:
+        """(len(user_ids), n_items) mask of what must not be recommended: seen items plus ``exclude``."""
+        seen = self.seen_mask(user_ids)
+        if exclude is None:
+            return seen
+        cols = [item_columns(self.item_ids_, ex) for ex in exclude]
+        rows = np.repeat(np.arange(len(cols)), [len(c) for c in cols])
+        flat = np.concatenate(cols) if cols else np.empty(0, np.int64)
+        extra = sp.csr_matrix((np.ones(len(flat), np.float32), (rows, flat)), shape=seen.shape)
+        return (seen + extra).tocsr()
 
     def recommend_batch(
         self, user_ids: np.ndarray | list[int], k: int, profiles: pd.DataFrame | None = None,
@@ -120,11 +135,7 @@ class CandidateGenerator(ABC):
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         ids = np.asarray(user_ids, dtype=np.int64)
-        scores = self.score(ids, profiles)
-        masked = mask_scores(scores, self.seen_mask(ids))
-        if exclude is not None:
-            for i, ex in enumerate(exclude):
-                masked[i, item_columns(self.item_ids_, ex)] = -np.inf
+        masked = mask_scores(self.score(ids, profiles), self.blocked(ids, exclude))
         top = top_k(masked, k)
         return [Candidates(self.item_ids_[t], masked[i, t]) for i, t in enumerate(top)]
 

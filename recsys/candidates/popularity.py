@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from recsys import schema as S
-from recsys.candidates.base import CandidateGenerator, decayed_counts
+from recsys.candidates.base import SECONDS_PER_DAY, CandidateGenerator, decay_weights, decayed_counts
 from recsys.data.matrix import InteractionData
 
 
@@ -92,10 +92,7 @@ class ProfilePopularity(CandidateGenerator):
         # users without a profile row get segment -1 (global popularity) instead of a neighbour's segment
         demo_i, occ_i = segment_keys(profiles.reindex(inter[S.USER].to_numpy()), self.occupations_)
         cols = np.searchsorted(data.item_ids, inter[S.ITEM].to_numpy())
-        if self.half_life_days is None:
-            w = np.ones(len(inter))
-        else:
-            w = np.power(0.5, (data.now - inter[S.TS].to_numpy()) / 86400.0 / self.half_life_days)
+        w = decay_weights(inter[S.TS].to_numpy(), data.now, self.half_life_days)
         n_demo, n_occ = 2 * len(AGE_BINS), len(self.occupations_)
         self.demo_scores_ = self._segment_table(demo_i, cols, w, n_demo, data.n_items)
         self.occ_scores_ = self._segment_table(occ_i, cols, w, n_occ, data.n_items)
@@ -123,35 +120,26 @@ class ProfilePopularity(CandidateGenerator):
         return self._blend(demo, occ)
 
 
-class NewUserPopularity(CandidateGenerator):
+class NewUserPopularity(Popularity):
     """What users watch in their first ``first_days`` days, recency-weighted: the sign-up favourites.
 
-    New users' first ratings follow what the sign-up flow shows, not overall popularity, so this is the
-    strongest profile-free signal for cold-start users (and a feature for everyone).
+    New users' first ratings follow what the sign-up flow shows rather than overall popularity; this gives
+    the ranker a separate cold-start signal (as candidates and as a feature).
     """
 
     name = "new_user_popularity"
 
     def __init__(self, half_life_days: float | None = 28.0, first_days: float = 3.0) -> None:
-        self.half_life_days = half_life_days
+        super().__init__(half_life_days)
         self.first_days = first_days
 
     def get_params(self) -> dict[str, Any]:
         return {"half_life_days": self.half_life_days, "first_days": self.first_days}
 
-    _state_names: ClassVar[tuple[str, ...]] = ("counts_",)
-
     def _fit(self, data: InteractionData) -> None:
         inter = data.interactions
         first = inter.groupby(S.USER)[S.TS].transform("min").to_numpy()
-        early = (inter[S.TS].to_numpy() - first) <= self.first_days * 86400
+        early = (inter[S.TS].to_numpy() - first) <= self.first_days * SECONDS_PER_DAY
         cols = np.searchsorted(data.item_ids, inter[S.ITEM].to_numpy()[early])
-        age_days = (data.now - inter[S.TS].to_numpy()[early]) / 86400.0
-        w = np.ones(len(cols)) if self.half_life_days is None else np.power(0.5, age_days / self.half_life_days)
+        w = decay_weights(inter[S.TS].to_numpy()[early], data.now, self.half_life_days)
         self.counts_ = np.bincount(cols, weights=w, minlength=data.n_items).astype(np.float64)
-
-    def _score_known(self, rows: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(self.counts_, (len(rows), len(self.counts_))).copy()
-
-    def _score_unknown(self, n: int, profiles: pd.DataFrame | None) -> np.ndarray:
-        return self._score_known(np.zeros(n, dtype=np.int64))

@@ -63,15 +63,12 @@ class Stage1:
                    exclude: list[list[int]] | None = None) -> CandidateBatch:
         ids = np.asarray(user_ids, dtype=np.int64)
         any_gen = next(iter(self.generators.values()))
-        seen = any_gen.seen_mask(ids)
+        blocked = any_gen.blocked(ids, exclude)
         n_items = len(any_gen.item_ids_)
         union = np.zeros((len(ids), n_items), dtype=bool)
         scores, ranks = {}, {}
         for name, gen in self.generators.items():
-            masked = mask_scores(gen.score(ids, profiles), seen)
-            if exclude is not None:
-                for i, ex in enumerate(exclude):
-                    masked[i, np.isin(any_gen.item_ids_, ex)] = -np.inf
+            masked = mask_scores(gen.score(ids, profiles), blocked)
             order = np.argsort(-masked, axis=1, kind="stable")
             rank = np.empty_like(order)
             np.put_along_axis(rank, order, np.arange(1, n_items + 1)[None, :], axis=1)

@@ -95,7 +95,7 @@ class Recommender:
 
     def is_known(self, user_id: int) -> bool:
         gen = next(iter(self.stage1.generators.values()))
-        return bool(gen._rows(np.array([user_id]))[0] >= 0)
+        return bool(gen.user_rows(np.array([user_id]))[0] >= 0)
 
     # -- bundle ------------------------------------------------------------------------------------------
     def save(self, path: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
