@@ -1,0 +1,1 @@
+"""Model registry: tracking, the promotion gate, approvals, the audit log and rollback."""
