@@ -1,0 +1,358 @@
+"""MLflow tracking and registration of a trained recommender.
+
+``log_training`` records one training run (flattened config as params, the training info, metrics, lineage
+tags, the training window as a dataset input) and logs the bundle as a pyfunc model; ``register`` turns that
+logged model into a registry version with the alias ``challenger``, once per run key: rerunning the same
+training (same replay week, config and data hash) returns the existing version instead of adding one.
+
+The default tracking store is ``sqlite:///<var_dir>/mlflow/mlflow.db`` (``MLFLOW_TRACKING_URI`` overrides it).
+Nothing touches MLflow or the file system at import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import subprocess
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TypeVar
+
+import mlflow
+import pandas as pd
+import requests
+from mlflow.data.pandas_dataset import from_pandas
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.entities.model_registry.model_version_status import ModelVersionStatus
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.pyfunc import PythonModel, PythonModelContext
+from mlflow.tracking import MlflowClient
+from mlflow.types.schema import ColSpec, Schema, TensorSpec
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    retry_if_result,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+    wait_fixed,
+)
+
+from recsys import schema as S
+from recsys.config import Settings
+from recsys.ranking.recommender import Recommender
+from recsys.ranking.train import TrainResult
+from recsys.registry.audit import AuditEvent, AuditLog
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_NAME = "content-ranker"
+DEFAULT_EXPERIMENT = "content-ranker"
+CHALLENGER = "challenger"
+DEFAULT_N = 10
+READY_TIMEOUT_S = 60.0
+RUN_KEY_TAG, DATA_HASH_TAG, GIT_SHA_TAG, WEEK_TAG = "run_key", "data_hash", "git_sha", "replay_week"
+OUTPUT_COLUMNS = ("user_id", "rank", "item_id", "score")
+# the runtime packages a served bundle imports (recsys itself travels as code_paths)
+_RUNTIME_PACKAGES = ("mlflow", "lightgbm", "numpy", "pandas", "scipy", "pyarrow", "pydantic", "pydantic-settings")
+
+T = TypeVar("T")
+
+
+def default_tracking_uri(settings: Settings | None = None) -> str:
+    """``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<var_dir>/mlflow/mlflow.db`` (only computed)."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    settings = settings or Settings()
+    return f"sqlite:///{(settings.var_dir / 'mlflow' / 'mlflow.db').resolve().as_posix()}"
+
+
+# -- retries -------------------------------------------------------------------------------------------------
+_CONNECTION_HINTS = ("connection", "max retries exceeded", "temporarily_unavailable", "failed to establish",
+                     "timed out", "remote end closed")
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """A server that cannot be reached (worth retrying), not a request the server refused."""
+    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+        return True
+    if isinstance(exc, MlflowException):
+        text = f"{exc.error_code} {exc.message}".lower()
+        return any(hint in text for hint in _CONNECTION_HINTS)
+    return False
+
+
+def with_retries(fn: Callable[[], T], attempts: int = 3) -> T:
+    """Call ``fn`` with up to ``attempts`` tries on connection errors (exponential backoff), reraising the last."""
+    retrying = Retrying(retry=retry_if_exception(is_connection_error), stop=stop_after_attempt(attempts),
+                        wait=wait_exponential(multiplier=0.5, max=4), reraise=True)
+    return retrying(fn)
+
+
+@contextlib.contextmanager
+def _tracking(uri: str) -> Iterator[MlflowClient]:
+    """Point the fluent API at ``uri`` for the block (the previous URI is restored after)."""
+    if uri.startswith("sqlite:///"):
+        db = uri.removeprefix("sqlite:///")
+        if db and db != ":memory:":
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield MlflowClient(tracking_uri=uri, registry_uri=uri)
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+# -- the pyfunc model ----------------------------------------------------------------------------------------
+class RecommenderPyfunc(PythonModel):
+    """The bundle as an MLflow pyfunc: rows of ``user_id`` (+ ``n``, profile fields) -> top-N in long format."""
+
+    def __init__(self) -> None:
+        self.recommender: Recommender | None = None
+
+    def load_context(self, context: PythonModelContext) -> None:
+        self.recommender = Recommender.load(Path(context.artifacts["bundle"]))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the bundle travels as an artifact; never pickle a loaded recommender into the model
+        return {**self.__dict__, "recommender": None}
+
+    def predict(self, context: PythonModelContext | None, model_input: pd.DataFrame,
+                params: dict[str, Any] | None = None) -> pd.DataFrame:
+        if self.recommender is None:
+            raise RuntimeError("no bundle loaded: load the model with mlflow.pyfunc.load_model")
+        df = pd.DataFrame(model_input).reset_index(drop=True)
+        if S.USER not in df.columns:
+            raise ValueError(f"model input needs a {S.USER!r} column, got {list(df.columns)}")
+        users = df[S.USER].astype("int64")
+        ns = (df["n"].fillna(DEFAULT_N) if "n" in df.columns else pd.Series(DEFAULT_N, index=df.index)).astype(int)
+        profiles = None
+        if any(f in df.columns for f in S.PROFILE_FIELDS):
+            profiles = pd.DataFrame({f: (df[f].astype(object).where(df[f].notna(), None) if f in df.columns
+                                         else [None] * len(df)) for f in S.PROFILE_FIELDS})
+        recs: dict[int, list[Any]] = {}
+        for n, idx in ns.groupby(ns).groups.items():
+            rows = list(idx)
+            prof = None if profiles is None else profiles.loc[rows].reset_index(drop=True)
+            for row, items in zip(rows, self.recommender.recommend_batch(users.loc[rows].to_numpy(), int(n), prof),
+                                  strict=True):
+                recs[row] = items
+        out = [(int(users[row]), rank, r.item_id, r.score)
+               for row in range(len(df)) for rank, r in enumerate(recs[row], start=1)]
+        frame = pd.DataFrame(out, columns=list(OUTPUT_COLUMNS))
+        return frame.astype({"user_id": "int64", "rank": "int64", "item_id": "int64", "score": "float64"})
+
+
+def model_signature(example: pd.DataFrame, output: pd.DataFrame) -> Any:
+    """Signature inferred from an example; ``n`` and the profile fields are optional inputs."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+        inferred = infer_signature(example, output)
+    cols: list[ColSpec | TensorSpec] = [ColSpec("long", S.USER), ColSpec("long", "n", required=False),
+                                        ColSpec("long", S.AGE, required=False)]
+    cols += [ColSpec("string", f, required=False) for f in S.PROFILE_FIELDS if f != S.AGE]
+    inferred.inputs = Schema(cols)
+    return inferred
+
+
+# -- tracking ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LoggedRun:
+    run_id: str
+    model_uri: str
+    run_key: str
+    data_hash: str = ""
+    git_sha: str = "unknown"
+    tracking_uri: str = ""
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    name: str
+    version: int
+    run_key: str
+    created: bool
+
+
+def run_key(as_of_week: int, config_json: str, data_hash: str) -> str:
+    """The idempotency key of a training: same week, config and data -> same key."""
+    # normalise the JSON so key order or spacing never changes the key
+    canonical = json.dumps(json.loads(config_json), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"{as_of_week}\n{canonical}\n{data_hash}".encode()).hexdigest()[:16]
+
+
+def git_sha() -> str:
+    """``git rev-parse HEAD`` of the source tree, or ``"unknown"``."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"candidates": {"ease_lambda": 300}}`` -> ``{"candidates.ease_lambda": 300}``."""
+    flat: dict[str, Any] = {}
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def metric_name(name: str) -> str:
+    """An MLflow-valid metric name: ``ndcg@10`` -> ``ndcg_at_10`` (MLflow rejects ``@``)."""
+    return re.sub(r"[^\w\-. :/]", "_", name.replace("@", "_at_"))
+
+
+def _pip_requirements() -> list[str]:
+    reqs = []
+    for pkg in _RUNTIME_PACKAGES:
+        try:
+            reqs.append(f"{pkg}=={metadata.version(pkg)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return reqs
+
+
+def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return str(exp.experiment_id)
+    location = None
+    if uri.startswith("sqlite:///"):
+        # keep artifacts next to the store, not in ./mlruns of whatever the working directory is
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts" / name).resolve().as_uri()
+    try:
+        return str(client.create_experiment(name, artifact_location=location))
+    except MlflowException:
+        exp = client.get_experiment_by_name(name)  # created by a concurrent run
+        if exp is None:
+            raise
+        return str(exp.experiment_id)
+
+
+def log_training(result: TrainResult, bundle_dir: Path, *, experiment: str = DEFAULT_EXPERIMENT,
+                 metrics: dict[str, float] | None = None, tracking_uri: str | None = None) -> LoggedRun:
+    """Log one training run and its bundle as a pyfunc model; see the module docstring."""
+    uri = tracking_uri or default_tracking_uri()
+    rec = result.recommender
+    info = result.info
+    data_hash = str(rec.manifest.get("data_hash", ""))
+    week = int(info.get("as_of_week", rec.manifest.get("as_of_week", -1)))
+    key = run_key(week, result.config.model_dump_json(), data_hash)
+    sha = git_sha()
+    example = pd.DataFrame({S.USER: [1], "n": [DEFAULT_N]})
+    probe = RecommenderPyfunc()
+    probe.recommender = rec
+    signature = model_signature(example, probe.predict(None, example))
+
+    params = {k: ("" if v is None else v) for k, v in flatten(result.config.model_dump(mode="json")).items()}
+    info_metrics: dict[str, float] = {}
+    for k, v in info.items():
+        if isinstance(v, bool | str):
+            params[f"info.{k}"] = v
+        elif isinstance(v, int | float):
+            info_metrics[k] = float(v)
+    descriptor = pd.DataFrame({"as_of_week": [week], "trained_until": [str(info.get("trained_until", ""))],
+                               "label_window_starts": [json.dumps(info.get("label_window_starts", []))],
+                               "validation_window": [str(info.get("validation_window", ""))],
+                               "data_hash": [data_hash]})
+    with warnings.catch_warnings():
+        # the source string is a lineage label (dataset @ data hash), not a file MLflow should resolve
+        warnings.filterwarnings("ignore", message=".*dataset source can be interpreted", category=UserWarning)
+        dataset = from_pandas(descriptor, source=f"ml-100k@{data_hash or 'unknown'}", name="ml-100k-train")
+
+    with _tracking(uri) as client:
+        exp_id = with_retries(lambda: _experiment_id(client, experiment, uri))
+
+        def _log() -> LoggedRun:
+            tags = {RUN_KEY_TAG: key, DATA_HASH_TAG: data_hash, GIT_SHA_TAG: sha, WEEK_TAG: str(week)}
+            with mlflow.start_run(experiment_id=exp_id, run_name=f"week={week}", tags=tags) as run, \
+                    warnings.catch_warnings():
+                # user_id and n are integers on purpose (ids and counts never miss)
+                warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+                mlflow.log_params(params)
+                mlflow.log_metrics({metric_name(k): float(v) for k, v in {**info_metrics, **(metrics or {})}.items()})
+                mlflow.log_dict(json.loads(json.dumps(info, default=str)), "train_info.json")
+                mlflow.log_input(dataset, context="training")
+                model_info = mlflow.pyfunc.log_model(
+                    name="model", python_model=RecommenderPyfunc(), artifacts={"bundle": str(bundle_dir)},
+                    signature=signature, input_example=example, pip_requirements=_pip_requirements(),
+                    code_paths=[str(Path(__file__).resolve().parents[1])], tags={RUN_KEY_TAG: key})
+            return LoggedRun(run.info.run_id, model_info.model_uri, key, data_hash, sha, uri)
+
+        # a retry after a connection error starts a fresh run: the failed one holds no registered model
+        return with_retries(_log)
+
+
+# -- registration --------------------------------------------------------------------------------------------
+def find_version(client: MlflowClient, model_name: str, key: str) -> ModelVersion | None:
+    """The registry version tagged with run key ``key``, or None (the oldest one if several)."""
+    found = with_retries(lambda: client.search_model_versions(
+        f"name = '{model_name}' and tags.{RUN_KEY_TAG} = '{key}'"))
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def wait_until_ready(client: MlflowClient, model_name: str, version: str,
+                     timeout_s: float = READY_TIMEOUT_S) -> ModelVersion:
+    """Poll until the version's status is READY; raise on FAILED_REGISTRATION or after ``timeout_s``."""
+    def status() -> ModelVersion:
+        return with_retries(lambda: client.get_model_version(model_name, version))
+
+    def pending(mv: ModelVersion) -> bool:
+        return ModelVersionStatus.from_string(mv.status) == ModelVersionStatus.PENDING_REGISTRATION
+
+    try:
+        mv: ModelVersion = Retrying(retry=retry_if_result(pending), stop=stop_after_delay(timeout_s),
+                                    wait=wait_fixed(0.5))(status)
+    except RetryError as exc:
+        raise TimeoutError(f"{model_name} v{version} not READY after {timeout_s:.0f} s") from exc
+    if ModelVersionStatus.from_string(mv.status) != ModelVersionStatus.READY:
+        raise RuntimeError(f"{model_name} v{version} failed to register: {mv.status} {mv.status_message}")
+    return mv
+
+
+def register(logged: LoggedRun, model_name: str = DEFAULT_MODEL_NAME, tracking_uri: str | None = None,
+             audit: AuditLog | None = None) -> RegisteredVersion:
+    """Register ``logged`` once per run key, wait until READY and give it the alias ``challenger``."""
+    uri = tracking_uri or logged.tracking_uri or default_tracking_uri()
+    with _tracking(uri) as client:
+        existing = find_version(client, model_name, logged.run_key)
+        if existing is not None:
+            logger.info("%s v%s already holds run key %s; not registering again",
+                        model_name, existing.version, logged.run_key)
+            return RegisteredVersion(model_name, int(existing.version), logged.run_key, created=False)
+        t0 = time.perf_counter()
+        # the tags go in with the version itself, so a version never exists without its run key
+        tags = {RUN_KEY_TAG: logged.run_key, DATA_HASH_TAG: logged.data_hash, GIT_SHA_TAG: logged.git_sha}
+        mv = with_retries(lambda: mlflow.register_model(logged.model_uri, model_name, await_registration_for=0,
+                                                        tags=tags))
+        version = str(mv.version)
+        wait_until_ready(client, model_name, version)
+        with_retries(lambda: client.set_registered_model_alias(model_name, CHALLENGER, version))
+        elapsed = time.perf_counter() - t0
+    logger.info("registered %s v%s (run key %s) as %s in %.2f s", model_name, version, logged.run_key,
+                CHALLENGER, elapsed)
+    if audit is not None:
+        audit.record(AuditEvent.REGISTERED, model_name, to_version=int(version), run_id=logged.run_id,
+                     data_hash=logged.data_hash or None, git_sha=logged.git_sha,
+                     reason=f"new version for run key {logged.run_key}",
+                     details={"run_key": logged.run_key, "model_uri": logged.model_uri, "alias": CHALLENGER,
+                              "seconds": round(elapsed, 3)})
+    return RegisteredVersion(model_name, int(version), logged.run_key, created=True)
