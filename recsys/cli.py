@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from recsys.data.replay import ReplayClock
     from recsys.evaluation.protocols import EvalResult
     from recsys.ranking.train import TrainResult
+    from recsys.registry.audit import AuditLog
 
 K = 10
 METRICS = [f"{m}@{K}" for m in ("ndcg", "recall", "map", "mrr", "hit_rate")]
@@ -46,6 +47,9 @@ app = typer.Typer(help="Two-stage content recommender on MovieLens-100K, replaye
                   no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
 data_app = typer.Typer(help="Fetch MovieLens-100K and replay it as weekly batches.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+registry_app = typer.Typer(help="The model registry: versions, promotion, approval, rollback and its audit log.",
+                            no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -233,6 +237,141 @@ def data_replay(
                 start, end = clock.bounds(w)
                 rows = len(interactions_of_week(ml.interactions, clock, w))
                 table.add_row(str(w), f"{start:%Y-%m-%d %H:%M}", f"{end:%Y-%m-%d %H:%M}", f"{rows:,}")
+    out.print(table)
+
+
+# -- registry ------------------------------------------------------------------------------------------------
+ModelOption = Annotated[str, typer.Option("--model", help="Registered model name.")]
+VersionOption = Annotated[int, typer.Option("--version", min=1, help="Registry version.")]
+
+
+@contextmanager
+def _registry(settings: Settings) -> Iterator[tuple[str, AuditLog]]:
+    """(tracking URI, audit log) of the registry; MLflow failures become one-line errors."""
+    import os
+
+    from mlflow.exceptions import MlflowException
+
+    from recsys.registry.audit import AuditLog, default_audit_url
+    from recsys.registry.tracking import default_tracking_uri
+
+    audit = AuditLog(os.environ.get("RECSYS_AUDIT_URL") or default_audit_url(settings))
+    try:
+        yield default_tracking_uri(settings), audit
+    except MlflowException as exc:
+        raise CliError(f"MLflow: {exc.message}") from exc
+    finally:
+        audit.close()
+
+
+def _versions_label(from_version: int | None, to_version: int | None) -> str:
+    def show(v: int | None) -> str:
+        return "–" if v is None else f"v{v}"
+
+    return f"{show(from_version)} → {show(to_version)}"
+
+
+@registry_app.command("list")
+def registry_list(model: ModelOption = "content-ranker") -> None:
+    """List the versions of the registered model with their status and aliases."""
+    settings = _settings()
+    with _user_errors(), _registry(settings) as (uri, _):
+        from recsys.registry.service import list_versions
+
+        rows = list_versions(model, uri)
+    if not rows:
+        out.print(f"no versions of {model!r} in {uri}")
+        return
+    table = Table("version", "status", "aliases", "run id", "run key", "created (UTC)", title=f"{model} in {uri}")
+    for row in rows:
+        created = f"{row['created']:%Y-%m-%d %H:%M:%S}" if row["created"] else "–"
+        table.add_row(str(row["version"]), row["status"], ", ".join(row["aliases"]) or "–", row["run_id"] or "–",
+                      row["run_key"] or "–", created, style="bold" if "champion" in row["aliases"] else None)
+    out.print(table)
+
+
+@registry_app.command("promote")
+def registry_promote(
+    version: VersionOption,
+    model: ModelOption = "content-ranker",
+    by: Annotated[str | None, typer.Option("--by", help="Who promotes (default: $USER).")] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why.")] = None,
+) -> None:
+    """Make a READY version the champion (moves the alias and records it in the audit log)."""
+    settings = _settings()
+    with _user_errors(), _registry(settings) as (uri, audit):
+        from recsys.registry.service import promote
+
+        rec = promote(model, version, actor=by, reason=reason, audit=audit, tracking_uri=uri)
+    out.print(f"{model}: champion {_versions_label(rec['from_version'], rec['to_version'])}")
+
+
+@registry_app.command("approve")
+def registry_approve(
+    version: VersionOption,
+    by: Annotated[str, typer.Option("--by", help="Who approves.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why.")],
+    model: ModelOption = "content-ranker",
+) -> None:
+    """Approve a version waiting for approval (manual policy) and promote it to champion."""
+    settings = _settings()
+    with _user_errors(), _registry(settings) as (uri, audit):
+        from recsys.registry.service import approve
+
+        rec = approve(model, version, by=by, reason=reason, audit=audit, tracking_uri=uri)
+    out.print(f"{model}: approved by {by}; champion {_versions_label(rec['from_version'], rec['to_version'])}")
+
+
+@registry_app.command("reject")
+def registry_reject(
+    version: VersionOption,
+    by: Annotated[str, typer.Option("--by", help="Who rejects.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why.")],
+    model: ModelOption = "content-ranker",
+) -> None:
+    """Reject a version (clears its pending approval); no alias moves."""
+    settings = _settings()
+    with _user_errors(), _registry(settings) as (_, audit):
+        from recsys.registry.service import reject
+
+        reject(model, version, by=by, reason=reason, audit=audit)
+    out.print(f"{model}: v{version} rejected by {by}")
+
+
+@registry_app.command("rollback")
+def registry_rollback(
+    to: Annotated[int | None, typer.Option(
+        "--to", min=1, help="Version to roll back to (it must have been champion); default: the previous one.")
+    ] = None,
+    model: ModelOption = "content-ranker",
+    by: Annotated[str | None, typer.Option("--by", help="Who rolls back (default: $USER).")] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why.")] = None,
+) -> None:
+    """Move the champion alias back to the previous champion of the audit history, in one command."""
+    settings = _settings()
+    with _user_errors(), _registry(settings) as (uri, audit):
+        from recsys.registry.service import rollback
+
+        rec = rollback(model, to_version=to, actor=by, reason=reason, audit=audit, tracking_uri=uri)
+    out.print(f"{model}: rolled back, champion {_versions_label(rec['from_version'], rec['to_version'])}")
+
+
+@registry_app.command("history")
+def registry_history(
+    model: ModelOption = "content-ranker",
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many events, newest first.")] = 20,
+) -> None:
+    """Print the audit log: registrations, gate decisions, approvals, promotions and rollbacks."""
+    settings = _settings()
+    with _user_errors(), _registry(settings) as (_, audit):
+        records = audit.history(model, limit=limit)
+    if not records:
+        out.print(f"no registry events for {model!r}")
+        return
+    table = Table("when (UTC)", "event", "from → to", "actor", "reason", title=f"{model}: registry history")
+    for rec in records:
+        table.add_row(f"{rec.ts:%Y-%m-%d %H:%M:%S}", rec.event.value, _versions_label(rec.from_version, rec.to_version),
+                      rec.actor, rec.reason or "–")
     out.print(table)
 
 
