@@ -290,6 +290,36 @@ def registry_list(model: ModelOption = "content-ranker") -> None:
     out.print(table)
 
 
+@registry_app.command("show")
+def registry_show(version: VersionOption, model: ModelOption = "content-ranker") -> None:
+    """Show one version: status, aliases, run id, lineage tags and its run's metrics."""
+    settings = _settings()
+    with _user_errors(), _registry(settings) as (uri, _):
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        mv = client.get_model_version(model, str(version))
+        run = client.get_run(mv.run_id) if mv.run_id else None
+    tags = {**(run.data.tags if run else {}), **(mv.tags or {})}
+    table = Table(title=f"{model} v{version} in {uri}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in [("status", str(mv.status)), ("aliases", ", ".join(mv.aliases or []) or "–"),
+                       ("run id", mv.run_id or "–")]:
+        table.add_row(key, value)
+    for tag in ("run_key", "data_hash", "git_sha", "gate_verdict"):
+        table.add_row(tag, tags.get(tag) or "–")
+    out.print(table)
+    metrics = run.data.metrics if run else {}
+    if not metrics:
+        out.print("no metrics logged for this version's run")
+        return
+    mtable = Table("metric", "value", title="run metrics", box=box.SIMPLE_HEAD)
+    for name in sorted(metrics):
+        mtable.add_row(name, f"{metrics[name]:.6g}")
+    out.print(mtable)
+
+
 @registry_app.command("promote")
 def registry_promote(
     version: VersionOption,
@@ -449,6 +479,60 @@ def train(
     out.print(f"fit {result.info['fit_seconds']:.1f} s (ranker {result.info['fit_ranker_seconds']:.1f} s), "
               f"best iteration {result.info['best_iteration']}")
     out.print(f"bundle: {bundle}   metrics: {bundle / 'metrics.json'}")
+
+
+# -- tune ----------------------------------------------------------------------------------------------------
+_TUNE_HEADERS = {"num_leaves": "leaves", "learning_rate": "lr", "min_child_samples": "min_child",
+                 "feature_fraction": "ff", "lambda_l2": "l2", "label_windows": "windows",
+                 "candidates.per_generator": "per_gen"}
+
+
+@app.command()
+def tune(
+    as_of_week: Annotated[int, typer.Option(
+        "--as-of-week", help="Tune for a model trained as of week W (the objective reads weeks < W only).")],
+    trials: Annotated[int, typer.Option("--trials", help="Number of Optuna trials.")] = 20,
+    out_path: Annotated[Path | None, typer.Option(
+        "--out", help="Where to write the best config (default: var/tuning/best_config.json).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Base JSON file with TrainConfig fields.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the TPE sampler.")] = 0,
+) -> None:
+    """Optuna search over the ranker's parameters on the validation window; each trial a nested MLflow run."""
+    settings = _settings()
+    with _user_errors():
+        if trials < 1:
+            raise CliError(f"--trials must be >= 1, got {trials}")
+        cfg = load_config(config)
+        ml, clock = _load_data(settings)
+        from mlflow.exceptions import MlflowException
+
+        from recsys.ranking.train import check_as_of_week
+        from recsys.ranking.tune import default_config_path, write_config
+        from recsys.ranking.tune import tune as run_tune
+
+        check_as_of_week(as_of_week, clock, cfg)
+        err.print(f"tuning as of week {as_of_week}: {trials} trial(s) on weeks < {as_of_week} …")
+        try:
+            with progress_bar(f"tuning as of week {as_of_week}", "trials") as track:
+                result = run_tune(ml, clock, as_of_week, cfg, trials, seed=seed, progress=track)
+        except MlflowException as exc:
+            raise CliError(f"MLflow: {exc.message}") from exc
+        path = write_config(result.config, out_path or default_config_path(settings))
+    names = list(result.trials[0]["params"]) if result.trials else []
+    table = Table(title=f"tuning as of week {as_of_week}: validation NDCG@10 per trial",
+                  caption="per_gen = candidates.per_generator; trees = best iteration; bold = best",
+                  box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False)
+    for header in ["#", "NDCG", *(_TUNE_HEADERS.get(n, n) for n in names), "trees", "s"]:
+        table.add_column(header, justify="right", no_wrap=True)
+    for rec in result.trials:
+        cells = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in rec["params"].values()]
+        table.add_row(str(rec["number"]), f"{rec['value']:.4f}", *cells, str(rec["best_iteration"]),
+                      f"{rec['seconds']:.0f}", style="bold" if rec["value"] == result.best_value else None)
+    out.print(table)
+    best = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best_params.items())
+    out.print(f"best val NDCG@10 {result.best_value:.4f}: {best}", soft_wrap=True)
+    out.print(f"config: {path}   (train with: recsys train --as-of-week {as_of_week} --config {path})",
+              soft_wrap=True)
 
 
 # -- evaluate ------------------------------------------------------------------------------------------------
