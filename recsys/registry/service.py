@@ -9,12 +9,13 @@ is not READY, no pending approval) raise ``ValueError`` with a message meant for
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.entities.model_registry.model_version_status import ModelVersionStatus
@@ -29,6 +30,7 @@ from recsys.registry.tracking import (
     GIT_SHA_TAG,
     RUN_KEY_TAG,
     is_connection_error,
+    reporting_unreachable,
     with_retries,
 )
 
@@ -42,6 +44,8 @@ MAX_REASON_CHARS = 4000
 """The audit log's ``reason`` column width."""
 Notify = Callable[[dict[str, Any]], None]
 Policy = Literal["auto", "manual"]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 # -- MLflow helpers ------------------------------------------------------------------------------------------
@@ -144,6 +148,15 @@ def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _reports_unreachable(fn: Callable[P, R]) -> Callable[P, R]:
+    """An MLflow that stays unreachable through the retries fails ``fn`` with ``MlflowUnreachableError``."""
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with reporting_unreachable(str(kwargs.get("tracking_uri", ""))):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
 # -- operations ----------------------------------------------------------------------------------------------
 def current_champion(name: str, tracking_uri: str) -> int | None:
     """The version holding the ``champion`` alias in MLflow, or None."""
@@ -164,6 +177,7 @@ def list_versions(name: str, tracking_uri: str) -> list[dict[str, Any]]:
     return rows
 
 
+@_reports_unreachable
 def promote(name: str, version: int, *, actor: str | None, reason: str | None, audit: AuditLog,
             tracking_uri: str, notify: Notify | None = None,
             details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -197,6 +211,7 @@ def promote(name: str, version: int, *, actor: str | None, reason: str | None, a
     return record
 
 
+@_reports_unreachable
 def rollback(name: str, *, to_version: int | None = None, actor: str | None, reason: str | None,
              audit: AuditLog, tracking_uri: str, notify: Notify | None = None) -> dict[str, Any]:
     """Move ``champion`` back to the previous champion of the audit history (or ``to_version``) and record it."""
@@ -232,6 +247,7 @@ def _pending_versions(audit: AuditLog, name: str) -> list[int]:
     return [r.to_version for r in audit.pending_approvals(name) if r.to_version is not None]
 
 
+@_reports_unreachable
 def approve(name: str, version: int, *, by: str, reason: str, audit: AuditLog, tracking_uri: str,
             notify: Notify | None = None) -> dict[str, Any]:
     """Complete a pending approval: record ``approved``, then promote; returns the promotion's record."""
@@ -255,6 +271,7 @@ def reject(name: str, version: int, *, by: str, reason: str, audit: AuditLog) ->
     return audit.record(AuditEvent.REJECTED, name, to_version=version, actor=by, reason=reason).to_dict()
 
 
+@_reports_unreachable
 def apply_gate_decision(name: str, version: int, decision: GateDecision, *, policy: Policy, audit: AuditLog,
                         tracking_uri: str, actor: str | None, notify: Notify | None = None) -> str:
     """Record a gate decision (audit log + version tags) and act on it under ``policy``.

@@ -62,6 +62,8 @@ CHALLENGER = "challenger"
 DEFAULT_N = 10
 READY_TIMEOUT_S = 60.0
 RUN_KEY_TAG, DATA_HASH_TAG, GIT_SHA_TAG, WEEK_TAG = "run_key", "data_hash", "git_sha", "replay_week"
+REGISTRATION_TAG, COMPLETE = "registration", "complete"
+"""Set last, once the version is READY with its alias: a version without it was left half-registered."""
 OUTPUT_COLUMNS = ("user_id", "rank", "item_id", "score")
 # the runtime packages a served bundle imports (recsys itself travels as code_paths)
 _RUNTIME_PACKAGES = ("mlflow", "lightgbm", "numpy", "pandas", "scipy", "pyarrow", "pydantic", "pydantic-settings")
@@ -100,6 +102,23 @@ def with_retries(fn: Callable[[], T], attempts: int = 3) -> T:
     return retrying(fn)
 
 
+class MlflowUnreachableError(MlflowException):
+    """MLflow could not be reached, even after the retries (the message names the tracking URI)."""
+
+
+@contextlib.contextmanager
+def reporting_unreachable(uri: str) -> Iterator[None]:
+    """Turn a connection error that outlived the retries into :class:`MlflowUnreachableError` naming ``uri``."""
+    try:
+        yield
+    except MlflowUnreachableError:
+        raise
+    except Exception as exc:
+        if not is_connection_error(exc):
+            raise
+        raise MlflowUnreachableError(f"MLflow is unreachable at {uri} (gave up after retries): {exc}") from exc
+
+
 @contextlib.contextmanager
 def _tracking(uri: str) -> Iterator[MlflowClient]:
     """Point the fluent API at ``uri`` for the block (the previous URI is restored after)."""
@@ -110,7 +129,8 @@ def _tracking(uri: str) -> Iterator[MlflowClient]:
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     try:
-        yield MlflowClient(tracking_uri=uri, registry_uri=uri)
+        with reporting_unreachable(uri):
+            yield MlflowClient(tracking_uri=uri, registry_uri=uri)
     finally:
         mlflow.set_tracking_uri(previous)
 
@@ -334,18 +354,25 @@ def register(logged: LoggedRun, model_name: str = DEFAULT_MODEL_NAME, tracking_u
     uri = tracking_uri or logged.tracking_uri or default_tracking_uri()
     with _tracking(uri) as client:
         existing = find_version(client, model_name, logged.run_key)
-        if existing is not None:
+        if existing is not None and existing.tags.get(REGISTRATION_TAG) == COMPLETE:
             logger.info("%s v%s already holds run key %s; not registering again",
                         model_name, existing.version, logged.run_key)
             return RegisteredVersion(model_name, int(existing.version), logged.run_key, created=False)
         t0 = time.perf_counter()
-        # the tags go in with the version itself, so a version never exists without its run key
-        tags = {RUN_KEY_TAG: logged.run_key, DATA_HASH_TAG: logged.data_hash, GIT_SHA_TAG: logged.git_sha}
-        mv = with_retries(lambda: mlflow.register_model(logged.model_uri, model_name, await_registration_for=0,
-                                                        tags=tags))
-        version = str(mv.version)
+        if existing is None:
+            # the tags go in with the version itself, so a version never exists without its run key
+            tags = {RUN_KEY_TAG: logged.run_key, DATA_HASH_TAG: logged.data_hash, GIT_SHA_TAG: logged.git_sha}
+            mv = with_retries(lambda: mlflow.register_model(logged.model_uri, model_name,
+                                                            await_registration_for=0, tags=tags))
+            version = str(mv.version)
+        else:
+            # an earlier attempt created the version but died before finishing: resume it, do not duplicate
+            version = str(existing.version)
+            logger.warning("%s v%s (run key %s) was left half-registered; completing it", model_name, version,
+                           logged.run_key)
         wait_until_ready(client, model_name, version)
         with_retries(lambda: client.set_registered_model_alias(model_name, CHALLENGER, version))
+        with_retries(lambda: client.set_model_version_tag(model_name, version, REGISTRATION_TAG, COMPLETE))
         elapsed = time.perf_counter() - t0
     logger.info("registered %s v%s (run key %s) as %s in %.2f s", model_name, version, logged.run_key,
                 CHALLENGER, elapsed)
@@ -354,5 +381,5 @@ def register(logged: LoggedRun, model_name: str = DEFAULT_MODEL_NAME, tracking_u
                      data_hash=logged.data_hash or None, git_sha=logged.git_sha,
                      reason=f"new version for run key {logged.run_key}",
                      details={"run_key": logged.run_key, "model_uri": logged.model_uri, "alias": CHALLENGER,
-                              "seconds": round(elapsed, 3)})
-    return RegisteredVersion(model_name, int(version), logged.run_key, created=True)
+                              "seconds": round(elapsed, 3), "resumed": existing is not None})
+    return RegisteredVersion(model_name, int(version), logged.run_key, created=existing is None)

@@ -3,6 +3,7 @@ as of week 20, log it, register it once per run key, and serve it back through `
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,3 +144,23 @@ def test_retries_only_connection_errors() -> None:
     with pytest.raises(MlflowException):
         with_retries(bad_request)
     assert len(refused) == 1
+
+
+def test_half_registered_version_is_completed_not_duplicated(tracked: SimpleNamespace, store: SimpleNamespace) -> None:
+    # a different training (another seed), whose first registration died after the version was created
+    config = tracked.result.config.model_copy(
+        update={"ranker": tracked.result.config.ranker.model_copy(update={"seed": 7})})
+    logged = log_training(dataclasses.replace(tracked.result, config=config), tracked.bundle, tracking_uri=store.uri)
+    mlflow.register_model(logged.model_uri, MODEL, tags={"run_key": logged.run_key})  # no alias, not completed
+    assert str(store.client.get_model_version_by_alias(MODEL, "challenger").version) == "1"
+
+    resumed = register(logged, MODEL, tracking_uri=store.uri, audit=tracked.audit)
+    assert (resumed.version, resumed.created) == (2, False)
+    assert len(store.client.search_model_versions(f"name = '{MODEL}'")) == 2
+    mv = store.client.get_model_version_by_alias(MODEL, "challenger")
+    assert str(mv.version) == "2" and mv.tags["registration"] == "complete"
+    last = tracked.audit.history(MODEL)[0]
+    assert (last.event, last.to_version, last.details["resumed"]) == (AuditEvent.REGISTERED, 2, True)
+    # and now it is complete, a further rerun changes nothing
+    assert register(logged, MODEL, tracking_uri=store.uri, audit=tracked.audit).created is False
+    assert len(tracked.audit.history(MODEL)) == 2
