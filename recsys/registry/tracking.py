@@ -120,19 +120,36 @@ def reporting_unreachable(uri: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def scoped_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API at ``uri`` for the block, then put back exactly what was there.
+
+    ``mlflow.set_tracking_uri`` also writes ``$MLFLOW_TRACKING_URI``; restoring with
+    ``set_tracking_uri(mlflow.get_tracking_uri())`` would pin a resolved default into both, so the raw
+    module global (None when never set) and the environment variable are saved and restored instead.
+    """
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    saved_global, saved_env = tracking_utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved_global)  # type: ignore[arg-type]  # None unsets it (mlflow's own reset)
+        if saved_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_env
+
+
+@contextlib.contextmanager
 def _tracking(uri: str) -> Iterator[MlflowClient]:
-    """Point the fluent API at ``uri`` for the block (the previous URI is restored after)."""
+    """Point the fluent API at ``uri`` for the block (what was there before is restored after)."""
     if uri.startswith("sqlite:///"):
         db = uri.removeprefix("sqlite:///")
         if db and db != ":memory:":
             Path(db).parent.mkdir(parents=True, exist_ok=True)
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        with reporting_unreachable(uri):
-            yield MlflowClient(tracking_uri=uri, registry_uri=uri)
-    finally:
-        mlflow.set_tracking_uri(previous)
+    with scoped_tracking_uri(uri), reporting_unreachable(uri):
+        yield MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 # -- the pyfunc model ----------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -49,7 +48,6 @@ runner = CliRunner()
 def store(movielens: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     root = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{root}/mlflow.db"
-    previous = mlflow.get_tracking_uri()
     ml = load_movielens(movielens)
     clock = ReplayClock.from_interactions(ml.interactions)
     with threadpool_limits(1, user_api="blas"):
@@ -63,7 +61,6 @@ def store(movielens: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         versions.append(register(logged, MODEL, tracking_uri=uri))
     yield SimpleNamespace(uri=uri, root=root, client=MlflowClient(tracking_uri=uri, registry_uri=uri),
                           versions=versions)
-    mlflow.set_tracking_uri(previous)
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from recsys.registry.tracking import (
     log_training,
     register,
     run_key,
+    scoped_tracking_uri,
     with_retries,
 )
 
@@ -44,11 +45,9 @@ MODEL = "content-ranker"
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     root = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{root}/mlflow.db"
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    MlflowClient(uri).create_experiment(MODEL, artifact_location=(root / "artifacts").as_uri())
-    yield SimpleNamespace(uri=uri, root=root, client=MlflowClient(tracking_uri=uri, registry_uri=uri))
-    mlflow.set_tracking_uri(previous)
+    with scoped_tracking_uri(uri):
+        MlflowClient(uri).create_experiment(MODEL, artifact_location=(root / "artifacts").as_uri())
+        yield SimpleNamespace(uri=uri, root=root, client=MlflowClient(tracking_uri=uri, registry_uri=uri))
 
 
 @pytest.fixture(scope="module")
