@@ -119,7 +119,7 @@ def tune(ml: MovieLens, clock: ReplayClock, as_of_week: int, base: TrainConfig, 
     from mlflow.tracking import MlflowClient
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-    from recsys.registry.tracking import default_tracking_uri
+    from recsys.registry.tracking import default_tracking_uri, experiment_id
 
     if trials < 1:
         raise ValueError(f"--trials must be >= 1, got {trials}")
@@ -149,15 +149,14 @@ def tune(ml: MovieLens, clock: ReplayClock, as_of_week: int, base: TrainConfig, 
     uri = tracking_uri or default_tracking_uri(Settings())
     # an explicit client, not mlflow's global fluent state: the caller's tracking URI is left untouched
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
+    exp_id = experiment_id(client, experiment, uri)
 
     def log(run_id: str, params: dict[str, Any] | None = None, metrics: dict[str, float] | None = None) -> None:
         now = int(time.time() * 1000)
         client.log_batch(run_id, params=[Param(k, str(v)) for k, v in (params or {}).items()],
                          metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()])
 
-    parent_id = client.create_run(experiment_id, run_name=f"tune week={as_of_week:02d}").info.run_id
+    parent_id = client.create_run(exp_id, run_name=f"tune week={as_of_week:02d}").info.run_id
     status = "FAILED"
     try:
         log(parent_id, {"as_of_week": as_of_week, "trials": trials, "seed": seed,
@@ -169,7 +168,7 @@ def tune(ml: MovieLens, clock: ReplayClock, as_of_week: int, base: TrainConfig, 
             cfg = apply_params(base, cand_cfg, params)
             t0 = time.perf_counter()
             starts = training_starts(as_of_week, cfg)
-            run_id = client.create_run(experiment_id, run_name=f"trial {trial.number}",
+            run_id = client.create_run(exp_id, run_name=f"trial {trial.number}",
                                        tags={MLFLOW_PARENT_RUN_ID: parent_id}).info.run_id
             child_status = "FAILED"
             try:

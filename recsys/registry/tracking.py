@@ -267,7 +267,8 @@ def _pip_requirements() -> list[str]:
     return reqs
 
 
-def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
+def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
+    """Id of experiment ``name``, created if needed (a SQLite store keeps its artifacts beside the database)."""
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return str(exp.experiment_id)
@@ -316,7 +317,7 @@ def log_training(result: TrainResult, bundle_dir: Path, *, experiment: str = DEF
         dataset = from_pandas(descriptor, source=f"ml-100k@{data_hash or 'unknown'}", name="ml-100k-train")
 
     with _tracking(uri) as client:
-        exp_id = with_retries(lambda: _experiment_id(client, experiment, uri))
+        exp_id = with_retries(lambda: experiment_id(client, experiment, uri))
 
         def _log() -> LoggedRun:
             tags = {RUN_KEY_TAG: key, DATA_HASH_TAG: data_hash, GIT_SHA_TAG: sha, WEEK_TAG: str(week)}
