@@ -142,3 +142,27 @@ def movielens(tmp_path_factory: pytest.TempPathFactory, movielens_cache: Path) -
     """Raw dir holding the verified ML-100K atomic files (fetched into a fresh temporary folder)."""
     raw_dir = tmp_path_factory.mktemp("ml-100k")
     return fetch_movielens(raw_dir, movielens_cache)
+
+
+SMALL_CONFIG = {"candidates": {"per_generator": 50, "tune": False},
+                "ranker": {"label_windows": 3, "n_estimators": 60, "refit": False, "num_threads": 1},
+                "backtest": {"horizon": 4}}
+"""Small enough for tests: a few label windows, few trees, no tuning grid, one LightGBM thread."""
+
+
+@pytest.fixture(scope="session")
+def small_model(movielens: Path) -> SimpleNamespace:
+    """The real data and a small two-stage model trained as of week 20, once per test session."""
+    from threadpoolctl import threadpool_limits
+
+    from recsys.config import TrainConfig
+    from recsys.data.load import load_movielens
+    from recsys.data.replay import ReplayClock
+    from recsys.ranking.train import train_recommender
+
+    ml = load_movielens(movielens)
+    clock = ReplayClock.from_interactions(ml.interactions)
+    config = TrainConfig.model_validate(SMALL_CONFIG)
+    with threadpool_limits(1, user_api="blas"):
+        result = train_recommender(ml, clock, 20, config)
+    return SimpleNamespace(ml=ml, clock=clock, result=result, as_of=20, horizon=4, config=config)

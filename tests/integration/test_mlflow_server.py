@@ -22,12 +22,8 @@ from types import SimpleNamespace
 import pytest
 import requests
 from mlflow.tracking import MlflowClient
-from threadpoolctl import threadpool_limits
 
-from recsys.config import TrainConfig
-from recsys.data.load import load_movielens
-from recsys.data.replay import ReplayClock
-from recsys.ranking.train import TrainResult, train_recommender
+from recsys.ranking.train import TrainResult
 from recsys.registry import service
 from recsys.registry.audit import AuditEvent, AuditLog
 from recsys.registry.tracking import LoggedRun, MlflowUnreachableError, is_connection_error, log_training, register
@@ -35,9 +31,6 @@ from recsys.registry.tracking import LoggedRun, MlflowUnreachableError, is_conne
 pytestmark = pytest.mark.integration
 
 AS_OF = 20
-SMALL = {"candidates": {"per_generator": 50, "tune": False},
-         "ranker": {"label_windows": 3, "n_estimators": 60, "refit": False, "num_threads": 1},
-         "backtest": {"horizon": 4}}
 MODEL = "content-ranker"
 START_TIMEOUT_S = 60.0
 FAIL_WITHIN_S = 30.0
@@ -112,11 +105,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
 
 
 @pytest.fixture(scope="module")
-def trained(movielens: Path, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    ml = load_movielens(movielens)
-    clock = ReplayClock.from_interactions(ml.interactions)
-    with threadpool_limits(1, user_api="blas"):
-        result = train_recommender(ml, clock, AS_OF, TrainConfig.model_validate(SMALL))
+def trained(small_model: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    result = small_model.result
     bundle = tmp_path_factory.mktemp("bundle") / f"week={AS_OF}"
     result.recommender.save(bundle)
     return SimpleNamespace(result=result, bundle=bundle)

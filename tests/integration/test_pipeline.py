@@ -10,33 +10,20 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from recsys import schema
-from recsys.config import TrainConfig
-from recsys.data.load import load_movielens
-from recsys.data.replay import ReplayClock
 from recsys.data.split import temporal_window
 from recsys.evaluation.protocols import RANKER, evaluate_window
 from recsys.ranking.recommender import BundleError, Recommender
-from recsys.ranking.train import train_recommender
 
 pytestmark = pytest.mark.integration
 
 AS_OF, HORIZON = 20, 4
-# Small enough for a test (a few label windows, few trees, no tuning grid). One LightGBM thread: OpenMP's
-# spinning threads can slow a 2-core box down many times.
-SMALL = {"candidates": {"per_generator": 50, "tune": False},
-         "ranker": {"label_windows": 3, "n_estimators": 60, "refit": False, "num_threads": 1},
-         "backtest": {"horizon": HORIZON}}
 
 
 @pytest.fixture(scope="module")
-def pipeline(movielens: Path) -> SimpleNamespace:
-    ml = load_movielens(movielens)
-    clock = ReplayClock.from_interactions(ml.interactions)
-    with threadpool_limits(1, user_api="blas"):  # spinning OpenBLAS threads slow LightGBM down 2-4x
-        result = train_recommender(ml, clock, AS_OF, TrainConfig.model_validate(SMALL))
+def pipeline(small_model: SimpleNamespace) -> SimpleNamespace:
+    ml, clock, result = small_model.ml, small_model.clock, small_model.result
     window = temporal_window(ml.interactions, clock, AS_OF, HORIZON)
     per_user, _ = evaluate_window(result.recommender, window, ml.users, cut=AS_OF)
     return SimpleNamespace(ml=ml, clock=clock, result=result, window=window, per_user=per_user)

@@ -21,14 +21,9 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from threadpoolctl import threadpool_limits
 from typer.testing import CliRunner
 
 from recsys.cli import app
-from recsys.config import TrainConfig
-from recsys.data.load import load_movielens
-from recsys.data.replay import ReplayClock
-from recsys.ranking.train import train_recommender
 from recsys.registry import service
 from recsys.registry.audit import AuditEvent, AuditLog
 from recsys.registry.gate import GateConfig, GateDecision, ModelEvaluation, decide
@@ -37,21 +32,15 @@ from recsys.registry.tracking import log_training, register
 pytestmark = pytest.mark.integration
 
 AS_OF = 20
-SMALL = {"candidates": {"per_generator": 50, "tune": False},
-         "ranker": {"label_windows": 3, "n_estimators": 60, "refit": False, "num_threads": 1},
-         "backtest": {"horizon": 4}}
 MODEL = "content-ranker"
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def store(movielens: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
+def store(small_model: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     root = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{root}/mlflow.db"
-    ml = load_movielens(movielens)
-    clock = ReplayClock.from_interactions(ml.interactions)
-    with threadpool_limits(1, user_api="blas"):
-        result = train_recommender(ml, clock, AS_OF, TrainConfig.model_validate(SMALL))
+    result = small_model.result
     bundle = tmp_path_factory.mktemp("bundle") / f"week={AS_OF}"
     result.recommender.save(bundle)
     versions = []

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 
 import mlflow
@@ -15,13 +14,8 @@ import pytest
 import requests
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from threadpoolctl import threadpool_limits
 
-from recsys.config import TrainConfig
-from recsys.data.load import load_movielens
-from recsys.data.replay import ReplayClock
 from recsys.ranking.recommender import Recommender
-from recsys.ranking.train import train_recommender
 from recsys.registry.audit import AuditEvent, AuditLog
 from recsys.registry.tracking import (
     is_connection_error,
@@ -35,9 +29,6 @@ from recsys.registry.tracking import (
 pytestmark = pytest.mark.integration
 
 AS_OF = 20
-SMALL = {"candidates": {"per_generator": 50, "tune": False},
-         "ranker": {"label_windows": 3, "n_estimators": 60, "refit": False, "num_threads": 1},
-         "backtest": {"horizon": 4}}
 MODEL = "content-ranker"
 
 
@@ -51,11 +42,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]
 
 
 @pytest.fixture(scope="module")
-def tracked(movielens: Path, store: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    ml = load_movielens(movielens)
-    clock = ReplayClock.from_interactions(ml.interactions)
-    with threadpool_limits(1, user_api="blas"):
-        result = train_recommender(ml, clock, AS_OF, TrainConfig.model_validate(SMALL))
+def tracked(small_model: SimpleNamespace, store: SimpleNamespace,
+            tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    ml, result = small_model.ml, small_model.result
     bundle = tmp_path_factory.mktemp("bundle") / f"week={AS_OF}"
     result.recommender.save(bundle)
     audit = AuditLog(f"sqlite:///{store.root}/audit.db")

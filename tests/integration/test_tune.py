@@ -101,17 +101,13 @@ def test_cli_refuses_zero_trials() -> None:
     assert "--trials must be >= 1" in result.stderr
 
 
-def test_cli_registry_show(movielens: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from recsys.ranking.train import train_recommender
+def test_cli_registry_show(small_model: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from recsys.registry.tracking import log_training, register
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("RECSYS_VAR_DIR", str(tmp_path / "var"))
-    ml = load_movielens(movielens)
-    clock = ReplayClock.from_interactions(ml.interactions)
-    with threadpool_limits(1, user_api="blas"):
-        trained = train_recommender(ml, clock, AS_OF, TrainConfig.model_validate(SMALL))
+    ml, trained = small_model.ml, small_model.result
     bundle = tmp_path / "bundle"
     trained.recommender.save(bundle)
     version = register(log_training(trained, bundle, metrics={"ndcg@10": 0.25}, tracking_uri=uri),
