@@ -4,7 +4,6 @@ as of week 20, log it, register it once per run key, and serve it back through `
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -48,12 +47,8 @@ def tracked(small_model: SimpleNamespace, store: SimpleNamespace,
     bundle = tmp_path_factory.mktemp("bundle") / f"week={AS_OF}"
     result.recommender.save(bundle)
     audit = AuditLog(f"sqlite:///{store.root}/audit.db")
-    t0 = time.perf_counter()
     logged = log_training(result, bundle, metrics={"ndcg@10": 0.1}, tracking_uri=store.uri)
-    t1 = time.perf_counter()
     first = register(logged, MODEL, tracking_uri=store.uri, audit=audit)
-    t2 = time.perf_counter()
-    print(f"\nlog_training {t1 - t0:.2f} s, register {t2 - t1:.2f} s")
     return SimpleNamespace(result=result, bundle=bundle, logged=logged, first=first, audit=audit, ml=ml)
 
 
