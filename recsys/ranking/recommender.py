@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,22 +101,32 @@ class Recommender:
 
     # -- bundle ------------------------------------------------------------------------------------------
     def save(self, path: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Write the bundle to ``path`` (a directory) and return its manifest."""
-        path.mkdir(parents=True, exist_ok=True)
-        self.booster.save_model(str(path / "ranker.txt"))
-        self.stage1.save(path / "stage1")
-        with (path / "features.pkl").open("wb") as fh:
+        """Write the bundle to ``path`` (a directory, replaced as a whole) and return its manifest.
+
+        The files go to a sibling temporary directory that then takes the place of ``path``, so a bundle never
+        mixes files of two trainings and a crash leaves no half-written bundle.
+        """
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        self.booster.save_model(str(tmp / "ranker.txt"))
+        self.stage1.save(tmp / "stage1")
+        with (tmp / "features.pkl").open("wb") as fh:
             pickle.dump(self.features, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        self.profiles.reset_index().to_parquet(path / "profiles.parquet", index=False)
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != "manifest.json")
+        self.profiles.reset_index().to_parquet(tmp / "profiles.parquet", index=False)
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())
         manifest = {
             **self.manifest, **(extra or {}),
             "schema_version": SCHEMA_VERSION,
             "feature_names": self.feature_names,
             "generators": list(self.stage1.generators),
-            "files": {str(p.relative_to(path)): sha256_of(p) for p in files},
+            "files": {str(p.relative_to(tmp)): sha256_of(p) for p in files},
         }
-        (path / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
         self.manifest = manifest
         return manifest
 
