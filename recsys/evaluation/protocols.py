@@ -42,7 +42,8 @@ K = 10
 class EvalResult:
     protocol: str
     per_user: pd.DataFrame
-    """One row per (cut, user, model): slice flags and metric@10 columns."""
+    """One row per (cut, user, model): slice flags, ``activity`` (the user's interactions in the history) and
+    metric@10 columns."""
     list_metrics: pd.DataFrame
     """Per model: coverage, novelty, ARP."""
     fit_seconds: dict[str, float] = field(default_factory=dict)
@@ -101,6 +102,7 @@ def evaluate_window(rec: Recommender, window: LabelWindow, users: pd.DataFrame, 
     tail_truth = {u: t - head for u, t in truth.items() if t - head}
     popularity = window.history[S.ITEM].value_counts()
     n_hist_users = window.history[S.USER].nunique()
+    activity = window.history[S.USER].value_counts()
     rows, lists = [], {}
     for model, scores in dense.items():
         recs = {int(u): batch.item_ids[c] for u, c in zip(ids, top_k(scores, K), strict=True)}
@@ -111,6 +113,7 @@ def evaluate_window(rec: Recommender, window: LabelWindow, users: pd.DataFrame, 
             frame = per_user_metrics(recs, tr, K)
             frame["model"], frame["slice"], frame["cut"] = model, slice_, cut
             frame["cold"] = np.isin(frame["key"].to_numpy(), ids[cold])
+            frame["activity"] = activity.reindex(frame["key"].to_numpy()).fillna(0).to_numpy(np.int64)
             rows.append(frame)
     list_stats = {m: {"novelty": novelty(v, popularity, n_hist_users, K),
                       "arp": average_recommendation_popularity(v, popularity, K)} for m, v in lists.items()}

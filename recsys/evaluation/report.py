@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -110,3 +111,67 @@ def recbole_reference_row() -> dict[str, dict[str, str]]:
     """RecBole's published BPR on ML-100K, shown beside our RecBole-protocol table."""
     cells = {f"{m}@{K}": f"{lo:.2f}–{hi:.2f}" for m, (lo, hi) in RECBOLE_BPR.items()}
     return {"BPR (RecBole, published)": cells}
+
+
+def flat_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """Scalar metrics of a summary for a tracking server, ``@`` spelled ``_at_``.
+
+    The ranker's metrics per slice (``ndcg_at_10`` for all users, ``ndcg_at_10.warm`` …), its list metrics, the
+    best single generator's NDCG@10 and Recall@10 (``baseline.*``), the paired-bootstrap gain per slice
+    (``gain.ndcg_at_10.<slice>.diff|ci_low|ci_high``) and every generator's NDCG@10 (``generator.<name>.*``).
+    """
+    out: dict[str, float] = {}
+
+    def put(name: str, value: Any) -> None:
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            out[name.replace("@", "_at_")] = float(value)
+
+    for slice_, models in summary["metrics"].items():
+        suffix = "" if slice_ == "all" else f".{slice_}"
+        for column, value in models.get(RANKER, {}).items():
+            if "@" in column or slice_ == "all":
+                put(f"{column}{suffix}", value)
+        gain = summary["gains"].get(slice_, {})
+        for key in ("diff", "ci_low", "ci_high", "rel_gain"):
+            put(f"gain.ndcg@{K}.{slice_}.{key}", gain.get(key))
+    all_models = summary["metrics"].get("all", {})
+    baseline = summary["gains"].get("all", {}).get("baseline")
+    if baseline in all_models:
+        for metric in (f"ndcg@{K}", f"recall@{K}"):
+            put(f"baseline.{metric}", all_models[baseline].get(metric))
+    for model, row in all_models.items():
+        if model != RANKER:
+            put(f"generator.{model}.ndcg@{K}", row.get(f"ndcg@{K}"))
+    return out
+
+
+def write_report(result: EvalResult, summary: dict[str, Any], folder: Path,
+                 importance: dict[str, float] | None = None) -> list[Path]:
+    """The evaluation as files: summary JSON, one CSV table per slice, a markdown report, NDCG by user
+    activity (CSV) and the plots (PNG). Returns the paths written."""
+    from recsys.evaluation.plots import (
+        ndcg_by_activity,
+        plot_feature_importance,
+        plot_metric_comparison,
+        plot_ndcg_by_activity,
+    )
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    summary_path = folder / "summary.json"
+    summary_path.write_text(json.dumps(json_safe(summary), indent=2))
+    written.append(summary_path)
+    for slice_ in summary["metrics"]:
+        path = folder / f"table_{slice_}.csv"
+        result.table(slice_).to_csv(path, float_format="%.6g")
+        written.append(path)
+    report = folder / "report.md"
+    report.write_text(render_result(result, summary, f"Evaluation ({result.protocol})") + "\n")
+    written.append(report)
+    activity = folder / "ndcg_by_activity.csv"
+    ndcg_by_activity(result).to_csv(activity, float_format="%.6g")
+    written += [activity, plot_metric_comparison(result, folder / "metric_comparison.png"),
+                plot_ndcg_by_activity(result, folder / "ndcg_by_activity.png")]
+    if importance:
+        written.append(plot_feature_importance(importance, folder / "feature_importance.png"))
+    return written
