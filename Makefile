@@ -55,15 +55,20 @@ $(STAMP): requirements.txt pyproject.toml
 data: setup ## Fetch MovieLens-100K (recbole==1.2.1 wheel from PyPI, cached and checksummed)
 	$(RECSYS) data fetch
 
-demo: setup data ## Offline pipeline end to end: replay all weeks, train as of week 28, evaluate (RecBole protocol)
+demo: setup data ## Pipeline end to end: replay, train + register, gate + promote (refit on all weeks), evaluate
 	$(RECSYS) data replay --all
 	$(RECSYS) train --as-of-week $(DEMO_WEEK)
+	$(RECSYS) registry gate --refit
+	$(RECSYS) registry list
 	$(RECSYS) evaluate --protocol recbole --json var/reports/recbole.json
 	@echo
 	@echo "Results:"
 	@echo "  weekly batches   data/batches/week=WW/interactions.parquet"
-	@echo "  model bundle     var/models/week=$(DEMO_WEEK)/ (manifest.json, metrics.json)"
+	@echo "  model bundles    var/models/week=WW/ (manifest.json, metrics.json)"
+	@echo "  gate decisions   var/registry/decisions/*.json   audit log: $(RECSYS) registry history"
 	@echo "  RecBole protocol var/reports/recbole.json"
+	@echo "  MLflow UI        $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/var/mlflow/mlflow.db --port 5000"
+	@echo "                   then open http://127.0.0.1:5000 (runs, plots, the content-ranker registry)"
 	@echo "  full benchmark   make bench  (both protocols, every backtest cut; about 10-15 minutes)"
 
 test: setup data ## Fast test suite (everything not marked slow)

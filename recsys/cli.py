@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -102,6 +103,9 @@ def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log the library's progress.")] = False,
 ) -> None:
     quiet_threads()
+    # MLflow's INFO chatter and artifact progress bars would drown the command's own output
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.INFO if verbose else logging.ERROR)
     if verbose:
         from rich.logging import RichHandler
 
@@ -248,8 +252,6 @@ VersionOption = Annotated[int, typer.Option("--version", min=1, help="Registry v
 @contextmanager
 def _registry(settings: Settings) -> Iterator[tuple[str, AuditLog]]:
     """(tracking URI, audit log) of the registry; MLflow failures become one-line errors."""
-    import os
-
     from mlflow.exceptions import MlflowException
 
     from recsys.registry.audit import AuditLog, default_audit_url
@@ -262,6 +264,13 @@ def _registry(settings: Settings) -> Iterator[tuple[str, AuditLog]]:
         raise CliError(f"MLflow: {exc.message}") from exc
     finally:
         audit.close()
+
+
+def _notifier(settings: Settings) -> Callable[[dict[str, Any]], None]:
+    """The registry's notification hook: the channels of ``$RECSYS_NOTIFY`` (default: outbox file + log)."""
+    from recsys.notify import channels_from_env, registry_hook
+
+    return registry_hook(channels_from_env(settings))
 
 
 def _versions_label(from_version: int | None, to_version: int | None) -> str:
@@ -332,7 +341,8 @@ def registry_promote(
     with _user_errors(), _registry(settings) as (uri, audit):
         from recsys.registry.service import promote
 
-        rec = promote(model, version, actor=by, reason=reason, audit=audit, tracking_uri=uri)
+        rec = promote(model, version, actor=by, reason=reason, audit=audit, tracking_uri=uri,
+                      notify=_notifier(settings))
     out.print(f"{model}: champion {_versions_label(rec['from_version'], rec['to_version'])}")
 
 
@@ -348,7 +358,8 @@ def registry_approve(
     with _user_errors(), _registry(settings) as (uri, audit):
         from recsys.registry.service import approve
 
-        rec = approve(model, version, by=by, reason=reason, audit=audit, tracking_uri=uri)
+        rec = approve(model, version, by=by, reason=reason, audit=audit, tracking_uri=uri,
+                      notify=_notifier(settings))
     out.print(f"{model}: approved by {by}; champion {_versions_label(rec['from_version'], rec['to_version'])}")
 
 
@@ -382,26 +393,144 @@ def registry_rollback(
     with _user_errors(), _registry(settings) as (uri, audit):
         from recsys.registry.service import rollback
 
-        rec = rollback(model, to_version=to, actor=by, reason=reason, audit=audit, tracking_uri=uri)
+        rec = rollback(model, to_version=to, actor=by, reason=reason, audit=audit, tracking_uri=uri,
+                       notify=_notifier(settings))
     out.print(f"{model}: rolled back, champion {_versions_label(rec['from_version'], rec['to_version'])}")
+
+
+class GatePolicy(StrEnum):
+    auto = "auto"
+    manual = "manual"
+
+
+@registry_app.command("gate")
+def registry_gate(
+    version: Annotated[int | None, typer.Option(
+        "--version", min=1, help="Registry version to gate (default: the one holding the alias challenger).")
+    ] = None,
+    week: Annotated[int | None, typer.Option(
+        "--week", help="'Now': the first week not yet seen; the gate scores weeks [W-H, W). Default: after the "
+                       "last week of the data.")] = None,
+    policy: Annotated[GatePolicy, typer.Option(
+        help="auto: a pass promotes; manual: a pass waits for `recsys registry approve`.")] = GatePolicy.auto,
+    refit: Annotated[bool, typer.Option(
+        "--refit/--no-refit", help="On a pass, retrain the config on every week before W and promote (or submit "
+                                   "for approval) that refit; both versions are recorded.")] = False,
+    model: ModelOption = "content-ranker",
+    margin: Annotated[float | None, typer.Option(help="Min CI lower bound of the NDCG@10 gain over the champion.")
+                      ] = None,
+    latency_budget_ms: Annotated[float | None, typer.Option(
+        "--latency-budget-ms", help="Max p95 of recommend(), ms.")] = None,
+    gate_config: Annotated[Path | None, typer.Option(
+        "--gate-config", help="JSON file with GateConfig fields (margins, tolerances, bootstrap).")] = None,
+    config: Annotated[Path | None, typer.Option(help="JSON file with TrainConfig fields (the horizon H).")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Who runs the gate (default: $USER).")] = None,
+) -> None:
+    """Score a version against the champion (or, with none, the best single generator) on held-out weeks."""
+    settings = _settings()
+    with _user_errors():
+        cfg = load_config(config)
+        gcfg = _gate_config(gate_config, margin, latency_budget_ms)
+        ml, clock = _load_data(settings)
+        with _registry(settings) as (uri, audit):
+            from recsys.registry.release import run_gate
+            from recsys.registry.service import alias_version
+
+            if version is None:
+                version = alias_version(model, "challenger", uri)
+                if version is None:
+                    out.print(f"{model}: no version holds the alias challenger; nothing to gate")
+                    return
+            now = clock.n_weeks if week is None else week
+            err.print(f"gating {model} v{version} on weeks {now - cfg.backtest.horizon}..{now - 1} "
+                      f"(policy {policy.value}{', refit' if refit else ''}) …")
+            with progress_bar("gate", "label windows") as track:
+                run = run_gate(model, version, ml=ml, clock=clock, week=now, horizon=cfg.backtest.horizon,
+                               gate_cfg=gcfg, policy=policy.value, audit=audit, tracking_uri=uri,
+                               settings=settings, actor=by, notify=_notifier(settings), refit=refit,
+                               progress=track)
+    out.print(_gate_table(run.report))
+    colour = "green" if run.decision.passed else "red"
+    out.print(Text(f"verdict: {run.decision.verdict}", style=f"bold {colour}"))
+    for reason in run.decision.reasons:
+        out.print(f"  - {reason}", soft_wrap=True, markup=False)
+    if run.refit is not None:
+        out.print(f"refit: v{run.refit.version} trained on weeks < {now} (evaluated version v{version})")
+    target = run.refit.version if run.refit is not None else version
+    out.print({"promoted": f"{model}: champion is now v{target}",
+               "pending": f"{model}: v{target} waits for approval: recsys registry approve --version {target} "
+                          "--by NAME --reason TEXT",
+               "rejected by gate": f"{model}: no alias moved"}[run.outcome], soft_wrap=True)
+    out.print(f"decision: {run.report_path}", soft_wrap=True)
+
+
+def _gate_config(path: Path | None, margin: float | None, latency_budget_ms: float | None) -> Any:
+    from recsys.registry.gate import GateConfig
+
+    base: dict[str, Any] = {}
+    if path is not None:
+        if not path.exists():
+            raise CliError(f"{path}: gate config file not found")
+        try:
+            base = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise CliError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    overrides = {k: v for k, v in (("margin", margin), ("latency_budget_ms", latency_budget_ms)) if v is not None}
+    return GateConfig.model_validate({**base, **overrides})
+
+
+def _gate_table(report: dict[str, Any]) -> Table:
+    window = report["window"]
+    table = Table(title=f"gate on {window['name']} ({window['users']} users, {window['cold_users']} cold)",
+                  box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    for header in ("check", "passed", "value", "threshold", "detail"):
+        table.add_column(header, justify="left" if header in ("check", "detail") else "right")
+    for name, check in report["decision"]["checks"].items():
+        if check.get("skipped"):
+            table.add_row(name, "skip", "–", "–", check.get("reason", ""), style="dim")
+            continue
+        value, threshold = check.get("value"), check.get("threshold")
+        detail = ""
+        if "ci_low" in check:
+            detail = f"diff {check['diff']:+.4f}, CI [{check['ci_low']:+.4f}, {check['ci_high']:+.4f}], n={check['n']}"
+        elif "mean_challenger" in check:
+            detail = f"{check['mean_reference']:.4f} -> {check['mean_challenger']:.4f}, n={check['n']}"
+        if name == "latency" and value is not None:
+            value, threshold = f"{value:.1f} ms", f"{threshold:.0f} ms"
+        table.add_row(name, "yes" if check["passed"] else "NO", _num(value), _num(threshold), detail,
+                      style=None if check["passed"] else "red")
+    return table
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "–" if value is None else str(value)
+    return f"{value:+.4f}" if isinstance(value, float) else str(value)
 
 
 @registry_app.command("history")
 def registry_history(
     model: ModelOption = "content-ranker",
     limit: Annotated[int, typer.Option("--limit", min=1, help="How many events, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full records as JSON lines.")] = False,
 ) -> None:
     """Print the audit log: registrations, gate decisions, approvals, promotions and rollbacks."""
     settings = _settings()
     with _user_errors(), _registry(settings) as (_, audit):
         records = audit.history(model, limit=limit)
+    if as_json:
+        for rec in records:
+            out.print_json(json.dumps(rec.to_dict(), default=str), indent=None)
+        return
     if not records:
         out.print(f"no registry events for {model!r}")
         return
-    table = Table("when (UTC)", "event", "from → to", "actor", "reason", title=f"{model}: registry history")
+    table = Table("when (UTC)", "event", "from → to", "actor", "reason", title=f"{model}: registry history",
+                  caption="reasons cut at 90 characters; the full records: --json")
     for rec in records:
+        reason = rec.reason or "–"
         table.add_row(f"{rec.ts:%Y-%m-%d %H:%M:%S}", rec.event.value, _versions_label(rec.from_version, rec.to_version),
-                      rec.actor, rec.reason or "–")
+                      rec.actor, reason if len(reason) <= 90 else reason[:89] + "…")
     out.print(table)
 
 
@@ -446,8 +575,12 @@ def train(
     config: Annotated[Path | None, typer.Option(
         help="JSON file with TrainConfig fields (candidates, ranker, backtest); defaults fill the rest.")
     ] = None,
+    register: Annotated[bool, typer.Option(
+        "--register/--no-register", help="Register the logged model as a new version (alias challenger).")
+    ] = True,
+    model: ModelOption = "content-ranker",
 ) -> None:
-    """Train the two-stage recommender as of a week, save its bundle and score it on the next H weeks."""
+    """Train as of a week, score it on the next H weeks, log the run to MLflow and register the model."""
     settings = _settings()
     with _user_errors():
         cfg = load_config(config)
@@ -462,6 +595,7 @@ def train(
             result = train_recommender(ml, clock, as_of_week, cfg, progress=track)
         h = cfg.backtest.horizon
         report: dict[str, Any] = {"as_of_week": as_of_week, "data_hash": ml.data_hash, "train": result.info}
+        holdout = None
         if as_of_week + h <= clock.n_weeks:
             with err.status(f"evaluating on weeks {as_of_week}..{as_of_week + h - 1} …"):
                 holdout = _holdout_result(ml, clock, result, as_of_week, h)
@@ -476,9 +610,21 @@ def train(
         result.recommender.save(bundle, extra={"metrics": metrics, "train_info": json_safe(result.info)})
         # the report sits beside the checksummed model files; it is not part of the model
         (bundle / "metrics.json").write_text(json.dumps(json_safe(report), indent=2, default=str))
-    out.print(f"fit {result.info['fit_seconds']:.1f} s (ranker {result.info['fit_ranker_seconds']:.1f} s), "
-              f"best iteration {result.info['best_iteration']}")
-    out.print(f"bundle: {bundle}   metrics: {bundle / 'metrics.json'}")
+        out.print(f"fit {result.info['fit_seconds']:.1f} s (ranker {result.info['fit_ranker_seconds']:.1f} s), "
+                  f"best iteration {result.info['best_iteration']}")
+        out.print(f"bundle: {bundle}   metrics: {bundle / 'metrics.json'}")
+        with _registry(settings) as (uri, audit), err.status("logging the run to MLflow …"):
+            from recsys.registry.tracking import log_training
+            from recsys.registry.tracking import register as register_version
+
+            logged = log_training(result, bundle, tracking_uri=uri, evaluation=holdout,
+                                  summary=report.get("holdout"))
+            out.print(f"MLflow run {logged.run_id} (run key {logged.run_key}) in {uri}", soft_wrap=True)
+            if register:
+                version = register_version(logged, model, tracking_uri=uri, audit=audit)
+                state = "registered as" if version.created else "already registered (same run key) as"
+                out.print(f"{state} {model} v{version.version} (alias challenger); "
+                          f"gate it: recsys registry gate --version {version.version}", soft_wrap=True)
 
 
 # -- tune ----------------------------------------------------------------------------------------------------

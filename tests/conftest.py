@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 from recsys.runtime import quiet_threads
 
@@ -148,6 +150,12 @@ SMALL_CONFIG = {"candidates": {"per_generator": 50, "tune": False},
                 "ranker": {"label_windows": 3, "n_estimators": 60, "refit": False, "num_threads": 1},
                 "backtest": {"horizon": 4}}
 """Small enough for tests: a few label windows, few trees, no tuning grid, one LightGBM thread."""
+
+
+@pytest.fixture(scope="session")
+def small_config() -> dict[str, Any]:
+    """A copy of SMALL_CONFIG, for tests that write it to a config file."""
+    return copy.deepcopy(SMALL_CONFIG)
 
 
 @pytest.fixture(scope="session")

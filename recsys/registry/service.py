@@ -158,9 +158,14 @@ def _reports_unreachable(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 # -- operations ----------------------------------------------------------------------------------------------
+def alias_version(name: str, alias: str, tracking_uri: str) -> int | None:
+    """The version holding ``alias`` in MLflow, or None."""
+    return _alias_version(_client(tracking_uri), name, alias)
+
+
 def current_champion(name: str, tracking_uri: str) -> int | None:
     """The version holding the ``champion`` alias in MLflow, or None."""
-    return _alias_version(_client(tracking_uri), name, CHAMPION)
+    return alias_version(name, CHAMPION, tracking_uri)
 
 
 def list_versions(name: str, tracking_uri: str) -> list[dict[str, Any]]:
@@ -273,29 +278,37 @@ def reject(name: str, version: int, *, by: str, reason: str, audit: AuditLog) ->
 
 @_reports_unreachable
 def apply_gate_decision(name: str, version: int, decision: GateDecision, *, policy: Policy, audit: AuditLog,
-                        tracking_uri: str, actor: str | None, notify: Notify | None = None) -> str:
-    """Record a gate decision (audit log + version tags) and act on it under ``policy``.
+                        tracking_uri: str, actor: str | None, notify: Notify | None = None,
+                        act_on: int | None = None) -> str:
+    """Record a gate decision about ``version`` (audit log + version tags) and act on it under ``policy``.
 
+    The action concerns ``act_on`` when given (the refit of the evaluated ``version``), else ``version``.
     Returns ``"promoted"`` (passed, auto), ``"pending"`` (passed, manual: an approval request is recorded) or
     ``"rejected by gate"`` (failed: no alias moves).
     """
     if policy not in ("auto", "manual"):
         raise ValueError(f"policy must be 'auto' or 'manual', got {policy!r}")
     client = _client(tracking_uri)
-    _get_version(client, name, version)
+    target = version if act_on is None else act_on
+    for v in dict.fromkeys((version, target)):
+        _get_version(client, name, v)
     summary = "; ".join(decision.reasons)
-    for key, value in ((GATE_VERDICT_TAG, decision.verdict), (GATE_REASONS_TAG, _truncate(summary, MAX_TAG_CHARS))):
-        with_retries(partial(client.set_model_version_tag, name, str(version), key, value))
+    for v in dict.fromkeys((version, target)):
+        for key, value in ((GATE_VERDICT_TAG, decision.verdict),
+                           (GATE_REASONS_TAG, _truncate(summary, MAX_TAG_CHARS))):
+            with_retries(partial(client.set_model_version_tag, name, str(v), key, value))
+    details = {**decision.to_dict(), "policy": policy, **({"act_on": target} if target != version else {})}
     audit.record(AuditEvent.GATE_DECISION, name, to_version=version, actor=actor,
-                 reason=_truncate(summary, MAX_REASON_CHARS) or None,
-                 details={**decision.to_dict(), "policy": policy})
+                 reason=_truncate(summary, MAX_REASON_CHARS) or None, details=details)
     if not decision.passed:
         logger.info("%s v%d rejected by the gate: %s", name, version, summary)
         return "rejected by gate"
+    via = "" if target == version else f" (refit of v{version}, which passed the gate)"
     if policy == "manual":
-        request_approval(name, version, decision.to_dict(), audit, actor)
+        request_approval(name, target, {**decision.to_dict(), "evaluated_version": version}, audit, actor)
         return "pending"
-    promote(name, version, actor=actor, reason=_truncate(f"passed the promotion gate (auto policy): {summary}",
-                                                         MAX_REASON_CHARS),
-            audit=audit, tracking_uri=tracking_uri, notify=notify)
+    promote(name, target, actor=actor,
+            reason=_truncate(f"passed the promotion gate (auto policy){via}: {summary}", MAX_REASON_CHARS),
+            audit=audit, tracking_uri=tracking_uri, notify=notify,
+            details={"evaluated_version": version} if via else None)
     return "promoted"

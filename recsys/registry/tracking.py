@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import subprocess
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -50,6 +51,9 @@ from tenacity import (
 
 from recsys import schema as S
 from recsys.config import Settings
+from recsys.evaluation.protocols import EvalResult
+from recsys.evaluation.report import flat_metrics, summarize_result, write_report
+from recsys.ranking.ranker import feature_importance
 from recsys.ranking.recommender import Recommender
 from recsys.ranking.train import TrainResult
 from recsys.registry.audit import AuditEvent, AuditLog
@@ -286,8 +290,15 @@ def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
 
 
 def log_training(result: TrainResult, bundle_dir: Path, *, experiment: str = DEFAULT_EXPERIMENT,
-                 metrics: dict[str, float] | None = None, tracking_uri: str | None = None) -> LoggedRun:
-    """Log one training run and its bundle as a pyfunc model; see the module docstring."""
+                 metrics: dict[str, float] | None = None, tracking_uri: str | None = None,
+                 evaluation: EvalResult | None = None, summary: dict[str, Any] | None = None,
+                 tags: dict[str, str] | None = None) -> LoggedRun:
+    """Log one training run and its bundle as a pyfunc model; see the module docstring.
+
+    With ``evaluation`` (the held-out evaluation of this model; ``summary`` is its ``summarize_result``,
+    computed here if not given), the run also gets the metrics per slice and against the baselines, and the
+    report under ``evaluation/``: tables, NDCG by user activity and the plots, feature importance included.
+    """
     uri = tracking_uri or default_tracking_uri()
     rec = result.recommender
     info = result.info
@@ -316,18 +327,31 @@ def log_training(result: TrainResult, bundle_dir: Path, *, experiment: str = DEF
         warnings.filterwarnings("ignore", message=".*dataset source can be interpreted", category=UserWarning)
         dataset = from_pandas(descriptor, source=f"ml-100k@{data_hash or 'unknown'}", name="ml-100k-train")
 
-    with _tracking(uri) as client:
+    importance = feature_importance(rec.booster)
+    eval_metrics: dict[str, float] = {}
+    if evaluation is not None:
+        summary = summary or summarize_result(evaluation)
+        eval_metrics = flat_metrics(summary)
+
+    with _tracking(uri) as client, tempfile.TemporaryDirectory(prefix="recsys-report-") as tmp:
         exp_id = with_retries(lambda: experiment_id(client, experiment, uri))
+        if evaluation is not None and summary is not None:
+            write_report(evaluation, summary, Path(tmp), importance)
 
         def _log() -> LoggedRun:
-            tags = {RUN_KEY_TAG: key, DATA_HASH_TAG: data_hash, GIT_SHA_TAG: sha, WEEK_TAG: str(week)}
-            with mlflow.start_run(experiment_id=exp_id, run_name=f"week={week}", tags=tags) as run, \
+            run_tags = {**(tags or {}), RUN_KEY_TAG: key, DATA_HASH_TAG: data_hash, GIT_SHA_TAG: sha,
+                        WEEK_TAG: str(week)}
+            with mlflow.start_run(experiment_id=exp_id, run_name=f"week={week}", tags=run_tags) as run, \
                     warnings.catch_warnings():
                 # user_id and n are integers on purpose (ids and counts never miss)
                 warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
                 mlflow.log_params(params)
-                mlflow.log_metrics({metric_name(k): float(v) for k, v in {**info_metrics, **(metrics or {})}.items()})
+                mlflow.log_metrics({metric_name(k): float(v)
+                                    for k, v in {**info_metrics, **eval_metrics, **(metrics or {})}.items()})
                 mlflow.log_dict(json.loads(json.dumps(info, default=str)), "train_info.json")
+                mlflow.log_dict(importance, "feature_importance.json")
+                if evaluation is not None:
+                    mlflow.log_artifacts(tmp, "evaluation")
                 mlflow.log_input(dataset, context="training")
                 model_info = mlflow.pyfunc.log_model(
                     name="model", python_model=RecommenderPyfunc(), artifacts={"bundle": str(bundle_dir)},
@@ -367,8 +391,11 @@ def wait_until_ready(client: MlflowClient, model_name: str, version: str,
 
 
 def register(logged: LoggedRun, model_name: str = DEFAULT_MODEL_NAME, tracking_uri: str | None = None,
-             audit: AuditLog | None = None) -> RegisteredVersion:
-    """Register ``logged`` once per run key, wait until READY and give it the alias ``challenger``."""
+             audit: AuditLog | None = None, version_tags: dict[str, str] | None = None) -> RegisteredVersion:
+    """Register ``logged`` once per run key, wait until READY and give it the alias ``challenger``.
+
+    ``version_tags`` are added to the version's own tags (run key, data hash and git sha).
+    """
     uri = tracking_uri or logged.tracking_uri or default_tracking_uri()
     with _tracking(uri) as client:
         existing = find_version(client, model_name, logged.run_key)
@@ -379,7 +406,8 @@ def register(logged: LoggedRun, model_name: str = DEFAULT_MODEL_NAME, tracking_u
         t0 = time.perf_counter()
         if existing is None:
             # the tags go in with the version itself, so a version never exists without its run key
-            tags = {RUN_KEY_TAG: logged.run_key, DATA_HASH_TAG: logged.data_hash, GIT_SHA_TAG: logged.git_sha}
+            tags = {**(version_tags or {}), RUN_KEY_TAG: logged.run_key, DATA_HASH_TAG: logged.data_hash,
+                    GIT_SHA_TAG: logged.git_sha}
             mv = with_retries(lambda: mlflow.register_model(logged.model_uri, model_name,
                                                             await_registration_for=0, tags=tags))
             version = str(mv.version)

@@ -59,7 +59,7 @@ def config_file(tmp_path: Path):
 
 
 # -- help ----------------------------------------------------------------------------------------------------
-COMMANDS = [[], ["data"], ["data", "fetch"], ["data", "replay"], ["train"], ["evaluate"]]
+COMMANDS = [[], ["data"], ["data", "fetch"], ["data", "replay"], ["train"], ["evaluate"], ["registry", "gate"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
