@@ -104,8 +104,9 @@ def _main(
 ) -> None:
     quiet_threads()
     # MLflow's INFO chatter and artifact progress bars would drown the command's own output
+    # (read when mlflow is imported, which the commands do later)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.getLogger("mlflow").setLevel(logging.INFO if verbose else logging.ERROR)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "ERROR")
     if verbose:
         from rich.logging import RichHandler
 
@@ -622,9 +623,12 @@ def train(
             out.print(f"MLflow run {logged.run_id} (run key {logged.run_key}) in {uri}", soft_wrap=True)
             if register:
                 version = register_version(logged, model, tracking_uri=uri, audit=audit)
-                state = "registered as" if version.created else "already registered (same run key) as"
-                out.print(f"{state} {model} v{version.version} (alias challenger); "
-                          f"gate it: recsys registry gate --version {version.version}", soft_wrap=True)
+                if version.created:
+                    out.print(f"registered as {model} v{version.version} (alias challenger); "
+                              f"gate it: recsys registry gate --version {version.version}", soft_wrap=True)
+                else:
+                    out.print(f"already registered (same week, config and data) as {model} v{version.version}; "
+                              "no new version", soft_wrap=True)
 
 
 # -- tune ----------------------------------------------------------------------------------------------------
