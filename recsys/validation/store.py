@@ -1,0 +1,137 @@
+"""The training store (accepted weekly batches) and the quarantine (rejected ones), both under ``data_dir``.
+
+Layout::
+
+    <data_dir>/store/week=WW/interactions.parquet     the accepted batch (batch dtypes, file row order)
+    <data_dir>/store/week=WW/_SUCCESS.json            rows, sha256, rating counts, GX run id, validated_at
+    <data_dir>/quarantine/week=WW/<UTC stamp>/        original file, result.json, summary.md
+
+Writes are atomic (temporary file in the same folder, then ``replace``), and the parquet file is written before
+its ``_SUCCESS.json``, so a metadata file always describes a complete data file. Accepting the same batch twice
+gives a byte-identical ``interactions.parquet``. A rejected batch never touches the store: an earlier accepted
+copy of that week stays as it was (the last good version of a week keeps feeding training until a corrected
+batch passes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from recsys import schema as S
+from recsys.config import Settings
+from recsys.validation.suites import History, rating_counts
+
+STORE_FILE = "interactions.parquet"
+META_FILE = "_SUCCESS.json"
+
+
+def store_dir(settings: Settings) -> Path:
+    return settings.data_dir / "store"
+
+
+def quarantine_dir(settings: Settings) -> Path:
+    return settings.data_dir / "quarantine"
+
+
+def week_dir(root: Path, week: int) -> Path:
+    return root / f"week={week:02d}"
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def accept(settings: Settings, week: int, batch: pd.DataFrame, *, run_id: str) -> Path:
+    """Write ``batch`` as week ``week`` of the training store (atomically) with its metadata; the data path."""
+    part = week_dir(store_dir(settings), week)
+    part.mkdir(parents=True, exist_ok=True)
+    path = part / STORE_FILE
+    tmp = part / f".{STORE_FILE}.tmp"
+    batch.reset_index(drop=True).to_parquet(tmp, index=False)
+    tmp.replace(path)
+    meta = {"week": week, "rows": len(batch), "sha256": sha256_file(path), "rating_counts": rating_counts(batch),
+            "gx_run_id": run_id, "validated_at": datetime.now(UTC).isoformat()}
+    _atomic_write_bytes(part / META_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+    return path
+
+
+def accepted_meta(settings: Settings, week: int) -> dict[str, Any] | None:
+    path = week_dir(store_dir(settings), week) / META_FILE
+    if not path.is_file():
+        return None
+    meta: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return meta
+
+
+def accepted_weeks(settings: Settings, before: int | None = None) -> list[int]:
+    """Weeks with a complete accepted batch in the store (optionally only those before ``before``)."""
+    root = store_dir(settings)
+    if not root.is_dir():
+        return []
+    weeks = []
+    for part in root.glob("week=*"):
+        try:
+            week = int(part.name.split("=", 1)[1])
+        except ValueError:
+            continue
+        if (part / META_FILE).is_file() and (part / STORE_FILE).is_file() and (before is None or week < before):
+            weeks.append(week)
+    return sorted(weeks)
+
+
+def history(settings: Settings, week: int) -> History:
+    """Row counts and rating counts of the accepted weeks before ``week``, from the store's metadata."""
+    weeks: list[int] = []
+    rows: list[int] = []
+    ratings: dict[str, int] = {}
+    for w in accepted_weeks(settings, before=week):
+        meta = accepted_meta(settings, w)
+        if meta is None:
+            continue
+        weeks.append(w)
+        rows.append(int(meta["rows"]))
+        for value, n in dict(meta.get("rating_counts", {})).items():
+            ratings[value] = ratings.get(value, 0) + int(n)
+    return History(weeks=tuple(weeks), row_counts=tuple(rows), rating_counts=ratings)
+
+
+def seen_ids(settings: Settings, weeks: list[int]) -> tuple[set[int], set[int]]:
+    """User and item ids present in the accepted batches of ``weeks``."""
+    users: set[int] = set()
+    items: set[int] = set()
+    for w in weeks:
+        frame = pd.read_parquet(week_dir(store_dir(settings), w) / STORE_FILE, columns=[S.USER, S.ITEM])
+        users.update(frame[S.USER].astype("int64").tolist())
+        items.update(frame[S.ITEM].astype("int64").tolist())
+    return users, items
+
+
+def quarantine(settings: Settings, week: int, source: Path | None, result: dict[str, Any], summary: str,
+               *, stamp: datetime | None = None) -> Path:
+    """Put a rejected batch into a new quarantine folder: the original file, result.json and summary.md."""
+    when = stamp or datetime.now(UTC)
+    base = week_dir(quarantine_dir(settings), week)
+    folder = base / when.strftime("%Y%m%dT%H%M%S.%fZ")
+    n = 1
+    while folder.exists():  # two rejections within the same microsecond
+        folder = base / f"{when.strftime('%Y%m%dT%H%M%S.%fZ')}-{n}"
+        n += 1
+    folder.mkdir(parents=True)
+    if source is not None and source.is_file():
+        shutil.copy2(source, folder / source.name)
+    (folder / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    (folder / "summary.md").write_text(summary, encoding="utf-8")
+    return folder
