@@ -6,6 +6,7 @@ Nothing here touches the file system at import: paths are only computed.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +22,11 @@ class Settings(BaseSettings):
     var_dir: Path = Path("var")
     """Runtime state: model bundles, reports, tracking stores."""
     seed: int = 0
+    params_file: Path = Path("params.yaml")
+    """Every tunable of the pipeline (read by default when it exists; ``recsys tune`` writes to it)."""
+    training_source: Literal["auto", "store", "raw"] = "auto"
+    """Where training reads interactions: ``store`` = the validated weekly batches, ``raw`` = the whole raw
+    download, ``auto`` = the store when it holds any week, else raw."""
 
     @property
     def raw_dir(self) -> Path:

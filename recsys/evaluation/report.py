@@ -129,7 +129,8 @@ def flat_metrics(summary: dict[str, Any]) -> dict[str, float]:
     for slice_, models in summary["metrics"].items():
         suffix = "" if slice_ == "all" else f".{slice_}"
         for column, value in models.get(RANKER, {}).items():
-            if "@" in column or slice_ == "all":
+            # fit time is a measurement of the machine, not of the model: it is logged from the training info
+            if ("@" in column or slice_ == "all") and column != "fit_s":
                 put(f"{column}{suffix}", value)
         gain = summary["gains"].get(slice_, {})
         for key in ("diff", "ci_low", "ci_high", "rel_gain"):

@@ -10,8 +10,8 @@ read. Early stopping also uses the validation window, exactly as in training, so
 model-selection score, not a held-out estimate: evaluate the chosen config on ``[W, W+H)``.
 
 Each trial is a nested MLflow run (its params and ``val_ndcg_at_10``) under one parent run. The best
-config is written as a ``TrainConfig`` JSON (``write_config``), the file ``recsys train --config`` reads;
-by default ``<var_dir>/tuning/best_config.json`` (``params.yaml`` takes over once the DVC issue lands).
+config goes where training reads it (``write_config``): by default the ``candidates`` and ``ranker`` sections of
+``params.yaml`` (comments kept), or a ``TrainConfig`` JSON file for ``recsys train --config``.
 """
 
 from __future__ import annotations
@@ -55,12 +55,19 @@ class TuneResult:
 
 
 def default_config_path(settings: Settings | None = None) -> Path:
-    return (settings or Settings()).var_dir / "tuning" / "best_config.json"
+    """The params file training reads by default."""
+    return (settings or Settings()).params_file
 
 
 def write_config(config: TrainConfig, path: Path) -> Path:
-    """Write ``config`` as the JSON file ``recsys train --config`` reads."""
+    """Write ``config`` where ``recsys train`` reads it: into a params.yaml (its candidates and ranker sections;
+    the rest of the file is kept) or, for any other suffix, as a TrainConfig JSON file."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix in (".yaml", ".yml"):
+        from recsys.params import update_params
+
+        dumped = config.model_dump(mode="json")
+        return update_params(path, {"candidates": dumped["candidates"], "ranker": dumped["ranker"]})
     path.write_text(config.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return path
 
