@@ -138,7 +138,8 @@ def _settings() -> Settings:
     return Settings()
 
 
-def _load_data(settings: Settings) -> tuple[MovieLens, ReplayClock]:
+def _load_raw(settings: Settings) -> tuple[MovieLens, ReplayClock]:
+    """The whole raw download and its replay clock (the source the weekly batches are cut from)."""
     from recsys.data.load import load_movielens
     from recsys.data.replay import ReplayClock
 
@@ -146,14 +147,50 @@ def _load_data(settings: Settings) -> tuple[MovieLens, ReplayClock]:
     return ml, ReplayClock.from_interactions(ml.interactions)
 
 
-def load_config(path: Path | None) -> TrainConfig:
-    """The training config from a JSON file (defaults for what it leaves out; an unknown key is an error)."""
+def _load_data(settings: Settings) -> tuple[MovieLens, ReplayClock]:
+    """Users and items from the raw download; interactions from the validated store (see Settings.training_source).
+
+    The replay clock keeps the raw data's week 0, so week numbers mean the same whatever the store holds; it ends
+    after the last accepted week, which makes that week + 1 the pipeline's "now".
+    """
+    from recsys.data.load import MovieLens
+    from recsys.data.replay import ReplayClock
+    from recsys.validation.store import accepted_weeks, load_store
+
+    ml, clock = _load_raw(settings)
+    weeks = [] if settings.training_source == "raw" else accepted_weeks(settings)
+    if not weeks:
+        if settings.training_source == "store":
+            raise CliError(f"no validated weeks in {settings.data_dir / 'store'}: run `recsys validate --all` "
+                           "(or set RECSYS_TRAINING_SOURCE=raw)")
+        err.print(f"interactions: the raw download, weeks 0..{clock.n_weeks - 1} (no validated store)")
+        return ml, clock
+    interactions, weeks, digest = load_store(settings, weeks)
+    missing = sorted(set(range(weeks[-1] + 1)) - set(weeks))
+    gaps = f"; missing (not validated): {missing}" if missing else ""
+    err.print(f"interactions: validated store, weeks {weeks[0]}..{weeks[-1]} ({len(interactions):,} rows){gaps}")
+    return (MovieLens(ml.users, ml.items, interactions, digest),
+            ReplayClock(origin=clock.origin, n_weeks=weeks[-1] + 1))
+
+
+def load_config(path: Path | None, settings: Settings | None = None) -> TrainConfig:
+    """The training config: a JSON file of TrainConfig fields or a params.yaml; by default the settings'
+    params file when it exists, else the code's defaults. Unknown keys are errors that name the file."""
     from pydantic import ValidationError
 
     from recsys.config import TrainConfig
+    from recsys.params import ParamsError, train_config
 
     if path is None:
-        return TrainConfig()
+        params = (settings or _settings()).params_file
+        if not params.exists():
+            return TrainConfig()
+        path = params
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            return train_config(path)
+        except ParamsError as exc:
+            raise CliError(str(exc)) from exc
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -206,7 +243,7 @@ def data_fetch() -> None:
 
         with err.status("fetching MovieLens-100K (recbole==1.2.1 wheel)…"):
             raw_dir = fetch_movielens(settings.raw_dir, settings.wheel_cache)
-        ml, clock = _load_data(settings)
+        ml, clock = _load_raw(settings)
     first, last = clock.bounds(0)[0], clock.bounds(clock.n_weeks - 1)[1]
     table = Table(title="MovieLens-100K", show_header=False)
     for key, value in [("raw dir", str(raw_dir)), ("data hash", ml.data_hash),
@@ -231,7 +268,7 @@ def data_replay(
             raise CliError("give either --week W or --all")
         from recsys.data.replay import interactions_of_week, write_week
 
-        ml, clock = _load_data(settings)
+        ml, clock = _load_raw(settings)
         weeks = list(range(clock.n_weeks)) if week is None else [week]
         for w in weeks:
             clock.check_week(w)
@@ -243,6 +280,93 @@ def data_replay(
                 rows = len(interactions_of_week(ml.interactions, clock, w))
                 table.add_row(str(w), f"{start:%Y-%m-%d %H:%M}", f"{end:%Y-%m-%d %H:%M}", f"{rows:,}")
     out.print(table)
+
+
+@data_app.command("inject")
+def data_inject(
+    week: Annotated[int, typer.Option(help="Replay week whose incoming batch is corrupted.")],
+    fault: Annotated[str, typer.Option(help="A value fault (GX must catch it) or a file fault (the reader must).")],
+    seed: Annotated[int, typer.Option(help="Seed of the fault's random choices.")] = 0,
+) -> None:
+    """Replace a week's incoming batch with a corrupted copy (a failure drill: `recsys validate` must reject it).
+
+    `recsys data replay --week W` restores the good batch.
+    """
+    settings = _settings()
+    with _user_errors():
+        from recsys.data.faults import FAULTS, FILE_FAULTS, inject, write_corrupt_file
+        from recsys.validation.reader import BATCH_FILES, find_batch_file, read_batch
+
+        if fault not in FAULTS + FILE_FAULTS:
+            raise CliError(f"unknown fault {fault!r}; value faults: {', '.join(FAULTS)}; "
+                           f"file faults: {', '.join(FILE_FAULTS)}")
+        part = settings.batches_dir / f"week={week:02d}"
+        batch = read_batch(find_batch_file(part), week)
+        for name in BATCH_FILES:
+            (part / name).unlink(missing_ok=True)
+        if fault in FAULTS:
+            path = part / "interactions.parquet"
+            inject(batch, fault, seed=seed).to_parquet(path, index=False)
+        else:
+            path = write_corrupt_file(batch, part, fault)
+    out.print(f"week {week:02d}: wrote a batch with fault {fault!r} to {path}; restore it with "
+              f"`recsys data replay --week {week}`", soft_wrap=True)
+
+
+# -- validate ------------------------------------------------------------------------------------------------
+@app.command()
+def validate(
+    week: Annotated[int | None, typer.Option(help="Replay week whose incoming batch to validate.")] = None,
+    all_weeks: Annotated[bool, typer.Option(
+        "--all", help="Validate every incoming batch in week order (later weeks learn from earlier ones).")
+    ] = False,
+) -> None:
+    """Validate incoming weekly batches with Great Expectations: accept into the training store or quarantine.
+
+    Exits 1 if any batch was rejected (its folder under data/quarantine holds the file, the GX result and a
+    summary; a notification goes out through RECSYS_NOTIFY's channels).
+    """
+    settings = _settings()
+    with _user_errors():
+        if (week is None) == (not all_weeks):
+            raise CliError("give either --week W or --all")
+        weeks = [week] if week is not None else sorted(
+            int(p.name.split("=", 1)[1]) for p in settings.batches_dir.glob("week=*") if p.is_dir())
+        if not weeks:
+            raise CliError(f"no incoming batches in {settings.batches_dir}: run `recsys data replay --all`")
+        with err.status("loading Great Expectations …"):
+            from recsys.validation.runner import load_reference, validate_week
+
+            reference = load_reference(settings.raw_dir)
+        outcomes = []
+        with progress_bar("validating weekly batches", "weeks") as track:
+            for w in track(weeks):
+                outcomes.append(validate_week(settings, w, reference=reference))
+    table = Table("week", "rows", "new users", "new items", "verdict", "failed checks", "s",
+                  title=f"validation of {settings.batches_dir}", box=box.SIMPLE_HEAD)
+    for o in outcomes:
+        verdict = "accepted" if o.success else "QUARANTINED"
+        failed = ", ".join(o.failed_checks) or ("unreadable file" if o.error else "–")
+        table.add_row(f"{o.week:02d}", f"{o.rows:,}", str(o.new_users), str(o.new_items), verdict, failed,
+                      f"{o.seconds:.1f}", style=None if o.success else "bold red")
+    out.print(table)
+    for o in outcomes:
+        if not o.success:
+            out.print(f"week {o.week:02d} quarantined: {o.quarantine_path}/summary.md", soft_wrap=True)
+            if o.error:
+                out.print(f"  {o.error}", soft_wrap=True, markup=False)
+            for f in o.failed[:5]:
+                examples = ", ".join(repr(v) for v in f.examples[:3])
+                out.print(f"  {f.check}: {f.expectation} on {f.column or 'the table'}"
+                          f"{f' ({f.unexpected_count} rows)' if f.unexpected_count else ''}"
+                          f"{f', e.g. {examples}' if examples else ''}", soft_wrap=True, markup=False)
+    docs = next((o.data_docs for o in reversed(outcomes) if o.data_docs), None)
+    if docs is not None:
+        out.print(f"Data Docs: {docs}", soft_wrap=True)
+    accepted = sum(o.success for o in outcomes)
+    out.print(f"{accepted} of {len(outcomes)} batch(es) accepted into {settings.data_dir / 'store'}")
+    if accepted < len(outcomes):
+        raise typer.Exit(1)
 
 
 # -- registry ------------------------------------------------------------------------------------------------
@@ -430,8 +554,8 @@ def registry_gate(
     """Score a version against the champion (or, with none, the best single generator) on held-out weeks."""
     settings = _settings()
     with _user_errors():
-        cfg = load_config(config)
-        gcfg = _gate_config(gate_config, margin, latency_budget_ms)
+        cfg = load_config(config, settings)
+        gcfg = _gate_config(settings, gate_config, margin, latency_budget_ms)
         ml, clock = _load_data(settings)
         with _registry(settings) as (uri, audit):
             from recsys.registry.release import run_gate
@@ -465,15 +589,23 @@ def registry_gate(
     out.print(f"decision: {run.report_path}", soft_wrap=True)
 
 
-def _gate_config(path: Path | None, margin: float | None, latency_budget_ms: float | None) -> Any:
+def _gate_config(settings: Settings, path: Path | None, margin: float | None, latency_budget_ms: float | None
+                 ) -> Any:
+    """GateConfig: the params file's gate section, then a JSON file's fields, then the command's options."""
+    from recsys.params import ParamsError, load_params
     from recsys.registry.gate import GateConfig
 
     base: dict[str, Any] = {}
+    if settings.params_file.exists():
+        try:
+            base = dict(load_params(settings.params_file).get("gate") or {})
+        except ParamsError as exc:
+            raise CliError(str(exc)) from exc
     if path is not None:
         if not path.exists():
             raise CliError(f"{path}: gate config file not found")
         try:
-            base = json.loads(path.read_text())
+            base.update(json.loads(path.read_text()))
         except json.JSONDecodeError as exc:
             raise CliError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
     overrides = {k: v for k, v in (("margin", margin), ("latency_budget_ms", latency_budget_ms)) if v is not None}
@@ -584,7 +716,7 @@ def train(
     """Train as of a week, score it on the next H weeks, log the run to MLflow and register the model."""
     settings = _settings()
     with _user_errors():
-        cfg = load_config(config)
+        cfg = load_config(config, settings)
         ml, clock = _load_data(settings)
         from recsys.evaluation.report import format_gain, json_safe, summarize_result
         from recsys.ranking.train import check_as_of_week, train_recommender
@@ -643,7 +775,8 @@ def tune(
         "--as-of-week", help="Tune for a model trained as of week W (the objective reads weeks < W only).")],
     trials: Annotated[int, typer.Option("--trials", help="Number of Optuna trials.")] = 20,
     out_path: Annotated[Path | None, typer.Option(
-        "--out", help="Where to write the best config (default: var/tuning/best_config.json).")] = None,
+        "--out", help="Where to write the best config: a params .yaml (its candidates and ranker sections) or a "
+                      "JSON config file. Default: params.yaml, which training reads.")] = None,
     config: Annotated[Path | None, typer.Option(help="Base JSON file with TrainConfig fields.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the TPE sampler.")] = 0,
 ) -> None:
@@ -652,7 +785,7 @@ def tune(
     with _user_errors():
         if trials < 1:
             raise CliError(f"--trials must be >= 1, got {trials}")
-        cfg = load_config(config)
+        cfg = load_config(config, settings)
         ml, clock = _load_data(settings)
         from mlflow.exceptions import MlflowException
 
@@ -681,8 +814,8 @@ def tune(
     out.print(table)
     best = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best_params.items())
     out.print(f"best val NDCG@10 {result.best_value:.4f}: {best}", soft_wrap=True)
-    out.print(f"config: {path}   (train with: recsys train --as-of-week {as_of_week} --config {path})",
-              soft_wrap=True)
+    how = "" if path == settings.params_file else f" --config {path}"
+    out.print(f"config: {path}   (train with: recsys train --as-of-week {as_of_week}{how})", soft_wrap=True)
 
 
 # -- evaluate ------------------------------------------------------------------------------------------------
@@ -696,12 +829,16 @@ def evaluate(
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="Also write the results as JSON here.")] = None,
     config: Annotated[Path | None, typer.Option(help="JSON file with TrainConfig fields.")] = None,
+    report_dir: Annotated[Path | None, typer.Option(
+        "--report-dir", help="Also write metrics.json (flat, per protocol) and per protocol the tables, "
+                             "report.md and plots here.")] = None,
 ) -> None:
     """Run the rolling temporal backtest and/or RecBole's 80/10/10 protocol; print tables and the gain."""
     settings = _settings()
     summaries: dict[str, Any] = {}
+    results: dict[str, EvalResult] = {}
     with _user_errors():
-        cfg = load_config(config)
+        cfg = load_config(config, settings)
         cut_list = parse_cuts(cuts)
         ml, clock = _load_data(settings)
         from recsys.evaluation.protocols import run_backtest, run_recbole
@@ -713,15 +850,25 @@ def evaluate(
             err.print(f"backtest: {len(cut_list)} cut(s) {cut_list}, horizon {cfg.backtest.horizon} …")
             with progress_bar("temporal backtest", "cuts") as track:
                 backtest = run_backtest(ml, cfg, cut_list, progress=track)
+            results["temporal_backtest"] = backtest
             summaries["temporal_backtest"] = summarize_result(backtest)
             _print_md(render_result(backtest, summaries["temporal_backtest"],
                                     f"Temporal backtest (cuts {cut_list}, horizon {cfg.backtest.horizon})"))
         if protocol in (Protocol.recbole, Protocol.both):
             with err.status("RecBole protocol: fitting on the 80 % split …"):
                 recbole = run_recbole(ml, cfg)
+            results["recbole"] = recbole
             summaries["recbole"] = summarize_result(recbole)
             title = "RecBole protocol (random 80/10/10 per user)"
             _print_md(render_result(recbole, summaries["recbole"], title, recbole_reference_row()))
+        if report_dir is not None:
+            from recsys.evaluation.report import flat_metrics, write_report
+
+            for name, result in results.items():
+                write_report(result, summaries[name], report_dir / name)
+            (report_dir / "metrics.json").write_text(json.dumps(
+                {name: flat_metrics(summary) for name, summary in summaries.items()}, indent=2, sort_keys=True))
+            out.print(f"reports: {report_dir}")
         if json_path is not None:
             json_path.parent.mkdir(parents=True, exist_ok=True)
             json_path.write_text(json.dumps({"data_hash": ml.data_hash, "config": cfg.model_dump(mode="json"),

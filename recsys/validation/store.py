@@ -135,3 +135,22 @@ def quarantine(settings: Settings, week: int, source: Path | None, result: dict[
     (folder / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
     (folder / "summary.md").write_text(summary, encoding="utf-8")
     return folder
+
+
+def load_store(settings: Settings, weeks: list[int] | None = None) -> tuple[pd.DataFrame, list[int], str]:
+    """The accepted interactions of ``weeks`` (default: every accepted week), sorted like the raw loader's, the
+    weeks, and a content hash (the raw users/items files and each week's sha256)."""
+    weeks = accepted_weeks(settings) if weeks is None else weeks
+    columns = list(S.INTERACTION_DTYPES)
+    frames = [pd.read_parquet(week_dir(store_dir(settings), w) / STORE_FILE, columns=columns) for w in weeks]
+    frame = (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns))
+    frame = frame.astype(S.INTERACTION_DTYPES).sort_values([S.TS, S.USER, S.ITEM], kind="stable")
+    digest = hashlib.sha256()
+    for name in ("ml-100k.user", "ml-100k.item"):
+        path = settings.raw_dir / name
+        if path.exists():
+            digest.update(path.read_bytes())
+    for w in weeks:
+        meta = accepted_meta(settings, w) or {}
+        digest.update(f"{w}:{meta.get('sha256', '')}\n".encode())
+    return frame.reset_index(drop=True), weeks, digest.hexdigest()[:16]
