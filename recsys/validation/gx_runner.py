@@ -1,10 +1,11 @@
-"""A thin wrapper over a Great Expectations 1.x context: run one suite on one data frame through a checkpoint.
+"""A thin wrapper over Great Expectations 1.x: validate one suite on one data frame, publish Data Docs.
 
-``GxRunner(project_dir, docs_dir)`` uses a file-mode context under ``project_dir`` (suites, validation results
-and checkpoints are kept as JSON there) and publishes Data Docs to ``docs_dir`` (``index.html`` at its top);
-``GxRunner()`` uses an ephemeral, in-memory context and builds no docs (used by tests and quick checks).
-Contexts are cached per project folder: creating one is cheap, importing GX is not (several seconds), so one
-process validating several weeks pays the import once.
+Every validation runs on one process-wide ephemeral (in-memory) context through ``Batch.validate``: nothing is
+written per run. ``GxRunner(project_dir, docs_dir)`` adds a file-mode context under ``project_dir``, opened only
+by :meth:`GxRunner.publish`, which saves the suites and validation results there (as JSON) and builds their
+Data Docs pages in ``docs_dir`` (``index.html`` at its top); ``GxRunner()`` builds no docs (tests, quick checks).
+Contexts are cached per process: creating one is cheap, importing GX is not (seconds), so one process validating
+several weeks pays the import once.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,30 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 DOCS_SITE = "recsys"
 _DATASOURCE = "recsys_frames"
+RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 10}
 _CONTEXTS: dict[str, Any] = {}
+"""File-mode contexts (Data Docs) by project folder."""
+_EPHEMERAL: list[Any] = []
+"""The process-wide in-memory context every validation runs on (created on first use)."""
+_BATCH_DEFINITIONS: dict[str, Any] = {}
+"""Its whole-dataframe batch definition per asset name."""
+
+
+def _quiet(ctx: Any) -> None:
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)  # GX's tqdm bars otherwise hit stderr
+
+
+def _ephemeral_context() -> Any:
+    if not _EPHEMERAL:
+        import great_expectations as gx
+
+        ctx: Any = gx.get_context(mode="ephemeral")
+        _quiet(ctx)
+        ctx.data_sources.add_pandas(_DATASOURCE)
+        _EPHEMERAL.append(ctx)
+    return _EPHEMERAL[0]
 
 
 @dataclass(frozen=True)
@@ -37,6 +62,10 @@ class SuiteRun:
     """The GX validation result as JSON."""
     identifier: Any = None
     """GX's ValidationResultIdentifier (for building the Data Docs page)."""
+    suite: Any = None
+    """The GX ExpectationSuite that was run (saved by publish)."""
+    result: Any = None
+    """The GX ExpectationSuiteValidationResult (saved by publish)."""
 
     def failed(self) -> list[dict[str, Any]]:
         return [r for r in self.results if not r["success"]]
@@ -78,96 +107,99 @@ def _summarise(result: Any, table: str) -> dict[str, Any]:
 
 
 class GxRunner:
-    """Run expectation lists on data frames with one (cached) GX context."""
+    """Run expectation lists on data frames; publish their results as Data Docs.
+
+    Validation always runs on one process-wide ephemeral context: the suite, the batch definition and the result
+    stay in memory, so a run writes no JSON (with a file context every run re-saved its suite, validation
+    definition and checkpoint and re-read them for GX's freshness checks: ~0.1-0.4 s per weekly batch for
+    files nobody reads). The file context under ``project_dir`` is only opened by :meth:`publish`, which saves
+    the suites and validation results the Data Docs pages are rendered from, and builds those pages.
+    """
 
     def __init__(self, project_dir: Path | None = None, docs_dir: Path | None = None) -> None:
         self.project_dir = project_dir
         self.docs_dir = docs_dir
-        self.context = self._context()
+        self.context = _ephemeral_context()
 
-    # -- context -----------------------------------------------------------------------------------------------
-    def _context(self) -> Any:
-        import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
-
-        key = str(self.project_dir.resolve()) if self.project_dir else None
-        if key is not None and key in _CONTEXTS:
-            return _CONTEXTS[key]
-        ctx: Any
+    # -- contexts ----------------------------------------------------------------------------------------------
+    @property
+    def file_context(self) -> Any:
+        """The file-mode context under ``project_dir`` (created on first use, cached per folder); None without."""
         if self.project_dir is None:
-            ctx = gx.get_context(mode="ephemeral")
-        else:
+            return None
+        key = str(self.project_dir.resolve())
+        if key not in _CONTEXTS:
+            import great_expectations as gx
+
             self.project_dir.mkdir(parents=True, exist_ok=True)
-            ctx = gx.get_context(mode="file", project_root_dir=str(self.project_dir))
-        ctx.variables.progress_bars = ProgressBarsConfig(globally=False)  # GX's tqdm bars otherwise hit stderr
-        sites = dict(ctx.get_config().data_docs_sites or {})
-        for name in [n for n in sites if n != DOCS_SITE]:
-            ctx.delete_data_docs_site(name)  # the default site would build a second copy of the docs
-        if self.docs_dir is not None:
-            site: Any = {"class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-                    "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                                      "base_directory": str(self.docs_dir.resolve())}}
-            if DOCS_SITE in sites:
-                ctx.update_data_docs_site(DOCS_SITE, site)
-            else:
-                ctx.add_data_docs_site(DOCS_SITE, site)
-        if key is not None:
+            ctx: Any = gx.get_context(mode="file", project_root_dir=str(self.project_dir))
+            _quiet(ctx)
+            sites = dict(ctx.get_config().data_docs_sites or {})
+            for name in [n for n in sites if n != DOCS_SITE]:
+                ctx.delete_data_docs_site(name)  # the default site would build a second copy of the docs
+            if self.docs_dir is not None:
+                site: Any = {"class_name": "SiteBuilder",
+                             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                             "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                                               "base_directory": str(self.docs_dir.resolve())}}
+                if DOCS_SITE in sites:
+                    ctx.update_data_docs_site(DOCS_SITE, site)
+                else:
+                    ctx.add_data_docs_site(DOCS_SITE, site)
             _CONTEXTS[key] = ctx
-        return ctx
-
-    def _replace(self, store: Any, obj: Any) -> Any:
-        from great_expectations.exceptions import DataContextError
-
-        with contextlib.suppress(DataContextError, KeyError, ValueError):  # not there yet
-            store.delete(obj.name)
-        return store.add(obj)
+        return _CONTEXTS[key]
 
     def _batch_definition(self, asset_name: str) -> Any:
-        ctx = self.context
-        try:
-            source = ctx.data_sources.get(_DATASOURCE)
-        except (KeyError, ValueError, LookupError):
-            source = ctx.data_sources.add_pandas(_DATASOURCE)
-        try:
-            asset = source.get_asset(asset_name)
-        except LookupError:
-            asset = source.add_dataframe_asset(asset_name)
-        try:
-            return asset.get_batch_definition("whole")
-        except (KeyError, ValueError, LookupError):
-            return asset.add_batch_definition_whole_dataframe("whole")
+        definition = _BATCH_DEFINITIONS.get(asset_name)
+        if definition is None:
+            source = self.context.data_sources.get(_DATASOURCE)
+            definition = source.add_dataframe_asset(asset_name).add_batch_definition_whole_dataframe("whole")
+            _BATCH_DEFINITIONS[asset_name] = definition
+        return definition
 
     # -- running -----------------------------------------------------------------------------------------------
     def run(self, name: str, asset: str, expectations: list[Any], frame: pd.DataFrame) -> SuiteRun:
-        """Validate ``frame`` against ``expectations`` as suite ``name`` (replacing an earlier suite of that name)."""
+        """Validate ``frame`` against ``expectations`` as suite ``name`` (nothing is persisted; see publish)."""
         import great_expectations as gx
+        from great_expectations.core.run_identifier import RunIdentifier
+        from great_expectations.data_context.types.resource_identifiers import (
+            ExpectationSuiteIdentifier,
+            ValidationResultIdentifier,
+        )
 
-        ctx = self.context
-        suite = self._replace(ctx.suites, gx.ExpectationSuite(name=name, expectations=expectations))
-        definition = self._replace(ctx.validation_definitions,
-                                   gx.ValidationDefinition(name=name, data=self._batch_definition(asset), suite=suite))
-        # Data Docs are built once for all suites of a run (publish), not by an UpdateDataDocsAction per
-        # checkpoint: each action rebuilds the whole index, which costs more than the validation itself.
-        checkpoint = self._replace(ctx.checkpoints, gx.Checkpoint(
-            name=name, validation_definitions=[definition], actions=[],
-            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 10}))
-        outcome = checkpoint.run(batch_parameters={"dataframe": frame})
-        identifier, result = next(iter(outcome.run_results.items()))
-        return SuiteRun(name=name, success=bool(outcome.success),
+        suite = gx.ExpectationSuite(name=name, expectations=expectations)
+        batch = self._batch_definition(asset).get_batch(batch_parameters={"dataframe": frame})
+        result = batch.validate(suite, result_format=RESULT_FORMAT)
+        run_id = RunIdentifier(run_time=datetime.now(UTC))
+        # what ValidationDefinition.run records; the Data Docs page shows it
+        result.meta.update(run_id=run_id, validation_time=run_id.run_time,
+                           batch_parameters={"dataframe": "<DATAFRAME>"})
+        identifier = ValidationResultIdentifier(expectation_suite_identifier=ExpectationSuiteIdentifier(name=name),
+                                                run_id=run_id, batch_identifier=batch.id)
+        return SuiteRun(name=name, success=bool(result.success),
                         results=[_summarise(r, asset) for r in result.results],
-                        run_id=outcome.run_id.run_time.isoformat(), raw=_jsonable(result.to_json_dict()),
-                        identifier=identifier)
+                        run_id=run_id.run_time.isoformat(), raw=_jsonable(result.to_json_dict()),
+                        identifier=identifier, suite=suite, result=result)
 
     def publish(self, runs: list[SuiteRun]) -> Path | None:
-        """Build the Data Docs pages of ``runs`` (and the index); the index path, or None without a docs folder."""
+        """Save ``runs`` in the file context and build their Data Docs pages (and the index).
+
+        The index path, or None without a project or docs folder.
+        """
         if self.docs_dir is None or self.project_dir is None:
             return None
-        from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+        from great_expectations.exceptions import DataContextError
 
+        ctx = self.file_context
         resources: list[Any] = []
         for run in runs:
-            resources += [run.identifier, ExpectationSuiteIdentifier(name=run.name)]
-        self.context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=resources)
+            suite_key = run.identifier.expectation_suite_identifier
+            with contextlib.suppress(DataContextError, KeyError, ValueError):  # not there yet
+                ctx.suites.delete(run.name)
+            ctx.suites.add(run.suite)
+            ctx.validation_results_store.store_validation_results(run.result, run.identifier, suite_key)
+            resources += [run.identifier, suite_key]
+        ctx.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=resources)
         return self.docs_index
 
     @property
