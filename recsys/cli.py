@@ -147,11 +147,12 @@ def _load_raw(settings: Settings) -> tuple[MovieLens, ReplayClock]:
     return ml, ReplayClock.from_interactions(ml.interactions)
 
 
-def _load_data(settings: Settings) -> tuple[MovieLens, ReplayClock]:
+def _load_data(settings: Settings) -> tuple[MovieLens, ReplayClock, str]:
     """Users and items from the raw download; interactions from the validated store (see Settings.training_source).
 
     The replay clock keeps the raw data's week 0, so week numbers mean the same whatever the store holds; it ends
-    after the last accepted week, which makes that week + 1 the pipeline's "now".
+    after the last accepted week, which makes that week + 1 the pipeline's "now". The third value says where the
+    interactions came from (printed once the command's arguments are known to be valid).
     """
     from recsys.data.load import MovieLens
     from recsys.data.replay import ReplayClock
@@ -163,14 +164,13 @@ def _load_data(settings: Settings) -> tuple[MovieLens, ReplayClock]:
         if settings.training_source == "store":
             raise CliError(f"no validated weeks in {settings.data_dir / 'store'}: run `recsys validate --all` "
                            "(or set RECSYS_TRAINING_SOURCE=raw)")
-        err.print(f"interactions: the raw download, weeks 0..{clock.n_weeks - 1} (no validated store)")
-        return ml, clock
+        return ml, clock, f"interactions: the raw download, weeks 0..{clock.n_weeks - 1} (no validated store)"
     interactions, weeks, digest = load_store(settings, weeks)
     missing = sorted(set(range(weeks[-1] + 1)) - set(weeks))
     gaps = f"; missing (not validated): {missing}" if missing else ""
-    err.print(f"interactions: validated store, weeks {weeks[0]}..{weeks[-1]} ({len(interactions):,} rows){gaps}")
+    source = f"interactions: validated store, weeks {weeks[0]}..{weeks[-1]} ({len(interactions):,} rows){gaps}"
     return (MovieLens(ml.users, ml.items, interactions, digest),
-            ReplayClock(origin=clock.origin, n_weeks=weeks[-1] + 1))
+            ReplayClock(origin=clock.origin, n_weeks=weeks[-1] + 1), source)
 
 
 def load_config(path: Path | None, settings: Settings | None = None) -> TrainConfig:
@@ -556,7 +556,7 @@ def registry_gate(
     with _user_errors():
         cfg = load_config(config, settings)
         gcfg = _gate_config(settings, gate_config, margin, latency_budget_ms)
-        ml, clock = _load_data(settings)
+        ml, clock, source = _load_data(settings)
         with _registry(settings) as (uri, audit):
             from recsys.registry.release import run_gate
             from recsys.registry.service import alias_version
@@ -567,6 +567,7 @@ def registry_gate(
                     out.print(f"{model}: no version holds the alias challenger; nothing to gate")
                     return
             now = clock.n_weeks if week is None else week
+            err.print(source)
             err.print(f"gating {model} v{version} on weeks {now - cfg.backtest.horizon}..{now - 1} "
                       f"(policy {policy.value}{', refit' if refit else ''}) …")
             with progress_bar("gate", "label windows") as track:
@@ -717,12 +718,12 @@ def train(
     settings = _settings()
     with _user_errors():
         cfg = load_config(config, settings)
-        ml, clock = _load_data(settings)
+        ml, clock, source = _load_data(settings)
         from recsys.evaluation.report import format_gain, json_safe, summarize_result
         from recsys.ranking.train import check_as_of_week, train_recommender
 
         check_as_of_week(as_of_week, clock, cfg)
-
+        err.print(source)
         err.print(f"training as of week {as_of_week} on weeks < {as_of_week} …")
         with progress_bar(f"training as of week {as_of_week}", "label windows") as track:
             result = train_recommender(ml, clock, as_of_week, cfg, progress=track)
@@ -786,7 +787,7 @@ def tune(
         if trials < 1:
             raise CliError(f"--trials must be >= 1, got {trials}")
         cfg = load_config(config, settings)
-        ml, clock = _load_data(settings)
+        ml, clock, source = _load_data(settings)
         from mlflow.exceptions import MlflowException
 
         from recsys.ranking.train import check_as_of_week
@@ -794,6 +795,7 @@ def tune(
         from recsys.ranking.tune import tune as run_tune
 
         check_as_of_week(as_of_week, clock, cfg)
+        err.print(source)
         err.print(f"tuning as of week {as_of_week}: {trials} trial(s) on weeks < {as_of_week} …")
         try:
             with progress_bar(f"tuning as of week {as_of_week}", "trials") as track:
@@ -840,16 +842,19 @@ def evaluate(
     with _user_errors():
         cfg = load_config(config, settings)
         cut_list = parse_cuts(cuts)
-        ml, clock = _load_data(settings)
+        ml, clock, source = _load_data(settings)
         from recsys.evaluation.protocols import run_backtest, run_recbole
         from recsys.evaluation.report import recbole_reference_row, render_result, summarize_result
 
+        backtest_cuts = cut_list or cfg.backtest.cuts()
         if protocol in (Protocol.backtest, Protocol.both):
-            cut_list = cut_list or cfg.backtest.cuts()
-            check_cuts(cut_list, clock, cfg)
+            check_cuts(backtest_cuts, clock, cfg)
+        err.print(source)
+        if protocol in (Protocol.backtest, Protocol.both):
+            cut_list = backtest_cuts
             err.print(f"backtest: {len(cut_list)} cut(s) {cut_list}, horizon {cfg.backtest.horizon} …")
             with progress_bar("temporal backtest", "cuts") as track:
-                backtest = run_backtest(ml, cfg, cut_list, progress=track)
+                backtest = run_backtest(ml, cfg, cut_list, progress=track, clock=clock)
             results["temporal_backtest"] = backtest
             summaries["temporal_backtest"] = summarize_result(backtest)
             _print_md(render_result(backtest, summaries["temporal_backtest"],

@@ -133,9 +133,13 @@ def list_metrics(per_cut: list[dict], n_items: int) -> pd.DataFrame:
 
 
 def run_backtest(ml: MovieLens, cfg: TrainConfig, cuts: list[int] | None = None,
-                 progress: Callable[[Iterable[int]], Iterable[int]] = lambda x: x) -> EvalResult:
-    """Rolling-origin backtest: for each cut W train on weeks < W, test on [W, W + horizon); pool the users."""
-    clock = ReplayClock.from_interactions(ml.interactions)
+                 progress: Callable[[Iterable[int]], Iterable[int]] = lambda x: x,
+                 clock: ReplayClock | None = None) -> EvalResult:
+    """Rolling-origin backtest: for each cut W train on weeks < W, test on [W, W + horizon); pool the users.
+
+    ``clock`` defaults to the interactions' own (pass the raw data's when they are a subset of the weeks).
+    """
+    clock = clock or ReplayClock.from_interactions(ml.interactions)
     cuts = cfg.backtest.cuts() if cuts is None else cuts
     h = cfg.backtest.horizon
     bad = [w for w in cuts if w + h > clock.n_weeks]

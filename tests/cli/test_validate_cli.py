@@ -114,7 +114,8 @@ def test_training_data_comes_from_the_store_on_the_raw_timeline(store_settings: 
     clock = ReplayClock.from_interactions(ml.interactions)
     for w in (1, 2, 4):  # week 0 and week 3 were never accepted
         store.accept(store_settings, w, interactions_of_week(ml.interactions, clock, w), run_id="test")
-    data, data_clock = _load_data(store_settings)
+    data, data_clock, source = _load_data(store_settings)
+    assert "validated store, weeks 1..4" in source and "missing (not validated): [0, 3]" in source
     assert data_clock.origin == clock.origin and data_clock.n_weeks == 5
     expected = sum(len(interactions_of_week(ml.interactions, clock, w)) for w in (1, 2, 4))
     assert len(data.interactions) == expected
@@ -124,12 +125,13 @@ def test_training_data_comes_from_the_store_on_the_raw_timeline(store_settings: 
                                                           "rating": "float32", "timestamp": "int64"}
     assert data.data_hash != ml.data_hash and len(data.users) == len(ml.users)
 
-    raw, raw_clock = _load_data(store_settings.model_copy(update={"training_source": "raw"}))
+    raw, raw_clock, _ = _load_data(store_settings.model_copy(update={"training_source": "raw"}))
     assert len(raw.interactions) == len(ml.interactions) and raw_clock == clock
 
 
 def test_store_source_without_validated_weeks_is_an_error(store_settings: Settings) -> None:
     with pytest.raises(CliError, match="no validated weeks"):
         _load_data(store_settings.model_copy(update={"training_source": "store"}))
-    data, _ = _load_data(store_settings)  # auto: falls back to the raw download
+    data, _, source = _load_data(store_settings)  # auto: falls back to the raw download
+    assert "raw download" in source
     assert len(data.interactions) == 100_000
