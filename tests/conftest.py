@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,7 +19,7 @@ import pandas as pd
 import pytest
 
 from recsys import schema
-from recsys.data.fetch import fetch_movielens
+from recsys.data.fetch import FILES_SHA256, fetch_movielens
 from recsys.data.matrix import InteractionData
 
 N_USERS = 20
@@ -144,6 +145,20 @@ def movielens(tmp_path_factory: pytest.TempPathFactory, movielens_cache: Path) -
     """Raw dir holding the verified ML-100K atomic files (fetched into a fresh temporary folder)."""
     raw_dir = tmp_path_factory.mktemp("ml-100k")
     return fetch_movielens(raw_dir, movielens_cache)
+
+
+@pytest.fixture(scope="session")
+def raw_data_dir(movielens: Path) -> Callable[[Path], Path]:
+    """``make(root)``: ``root/data`` holding copies of the verified raw files, as `recsys data fetch` leaves it."""
+
+    def make(root: Path) -> Path:
+        raw = root / "data" / "raw" / "ml-100k"
+        raw.mkdir(parents=True)
+        for name in FILES_SHA256:
+            shutil.copy(movielens / name, raw / name)
+        return root / "data"
+
+    return make
 
 
 SMALL_CONFIG = {"candidates": {"per_generator": 50, "tune": False},

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -132,13 +133,9 @@ def test_evaluate_rejects_malformed_cuts(tmp_path: Path) -> None:
 
 # -- real data -----------------------------------------------------------------------------------------------
 @pytest.fixture
-def data_dir(tmp_path: Path, movielens: Path) -> Path:
+def data_dir(tmp_path: Path, raw_data_dir: Callable[[Path], Path]) -> Path:
     """A data dir holding the verified raw files, as `recsys data fetch` leaves it."""
-    raw = tmp_path / "data" / "raw" / "ml-100k"
-    raw.mkdir(parents=True)
-    for name in FILES_SHA256:
-        shutil.copy(movielens / name, raw / name)
-    return tmp_path / "data"
+    return raw_data_dir(tmp_path)
 
 
 @pytest.mark.integration

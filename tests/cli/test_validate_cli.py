@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +12,6 @@ from typer.testing import CliRunner
 
 from recsys.cli import CliError, _load_data
 from recsys.config import Settings
-from recsys.data.fetch import FILES_SHA256
 from recsys.data.load import load_movielens
 from recsys.data.replay import ReplayClock, interactions_of_week
 from recsys.validation import store
@@ -25,13 +23,11 @@ WEEKS = range(6)
 
 
 @pytest.fixture(scope="module")
-def drill(movielens: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
+def drill(raw_data_dir: Callable[[Path], Path], tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[SimpleNamespace]:
     """Replay weeks 0..5, validate them, then corrupt week 5 and validate it again."""
     root = tmp_path_factory.mktemp("validate")
-    raw = root / "data" / "raw" / "ml-100k"
-    raw.mkdir(parents=True)
-    for name in FILES_SHA256:
-        shutil.copy(movielens / name, raw / name)
+    raw_data_dir(root)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RECSYS_DATA_DIR", str(root / "data"))
         mp.setenv("RECSYS_VAR_DIR", str(root / "var"))
@@ -101,11 +97,8 @@ def test_bad_arguments_are_one_line_errors(drill: SimpleNamespace) -> None:
 
 # -- training reads the validated store ----------------------------------------------------------------------
 @pytest.fixture
-def store_settings(movielens: Path, tmp_path: Path) -> Settings:
-    raw = tmp_path / "data" / "raw" / "ml-100k"
-    raw.mkdir(parents=True)
-    for name in FILES_SHA256:
-        shutil.copy(movielens / name, raw / name)
+def store_settings(raw_data_dir: Callable[[Path], Path], tmp_path: Path) -> Settings:
+    raw_data_dir(tmp_path)
     return Settings(data_dir=tmp_path / "data", var_dir=tmp_path / "var")
 
 

@@ -8,8 +8,7 @@ A small config (few label windows and trees) keeps each training to seconds; the
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,7 +18,6 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from recsys.cli import app
-from recsys.data.fetch import FILES_SHA256
 
 pytestmark = pytest.mark.integration
 
@@ -35,14 +33,11 @@ def run(*args: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def life(movielens: Path, small_config: dict[str, Any],
+def life(raw_data_dir: Callable[[Path], Path], small_config: dict[str, Any],
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     """Run the whole cycle once; each test checks one part of what it left behind."""
     root = tmp_path_factory.mktemp("release")
-    raw = root / "data" / "raw" / "ml-100k"
-    raw.mkdir(parents=True)
-    for name in FILES_SHA256:
-        shutil.copy(movielens / name, raw / name)
+    raw_data_dir(root)
     var = root / "var"
     small = root / "small.json"
     small.write_text(json.dumps(small_config))
