@@ -3,7 +3,8 @@
 Layout::
 
     <data_dir>/store/week=WW/interactions.parquet     the accepted batch (batch dtypes, file row order)
-    <data_dir>/store/week=WW/_SUCCESS.json            rows, sha256, rating counts, GX run id, validated_at
+    <data_dir>/store/week=WW/_SUCCESS.json            rows, sha256, rating counts (a function of the data only)
+    <var_dir>/validation/accepted.jsonl               one line per acceptance: week, sha256, GX run id, time
     <data_dir>/quarantine/week=WW/<UTC stamp>/        original file, result.json, summary.md
 
 Writes are atomic (temporary file in the same folder, then ``replace``), and the parquet file is written before
@@ -62,10 +63,24 @@ def accept(settings: Settings, week: int, batch: pd.DataFrame, *, run_id: str) -
     tmp = part / f".{STORE_FILE}.tmp"
     batch.reset_index(drop=True).to_parquet(tmp, index=False)
     tmp.replace(path)
-    meta = {"week": week, "rows": len(batch), "sha256": sha256_file(path), "rating_counts": rating_counts(batch),
-            "gx_run_id": run_id, "validated_at": datetime.now(UTC).isoformat()}
+    meta = {"week": week, "rows": len(batch), "sha256": sha256_file(path), "rating_counts": rating_counts(batch)}
     _atomic_write_bytes(part / META_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+    # when and by which GX run: in a log beside the Data Docs, so that the store's bytes depend on the data
+    # only and re-validating the same batches leaves the DVC pipeline's later stages up to date
+    log = settings.var_dir / "validation" / "accepted.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"week": week, "rows": len(batch), "sha256": meta["sha256"], "gx_run_id": run_id,
+                             "validated_at": datetime.now(UTC).isoformat()}) + "\n")
     return path
+
+
+def acceptance_log(settings: Settings) -> list[dict[str, Any]]:
+    """Every acceptance, oldest first: week, rows, sha256, GX run id and time."""
+    log = settings.var_dir / "validation" / "accepted.jsonl"
+    if not log.is_file():
+        return []
+    return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def accepted_meta(settings: Settings, week: int) -> dict[str, Any] | None:

@@ -74,7 +74,9 @@ def test_real_weeks_are_accepted_into_the_store(env: SimpleNamespace, batch: Cal
         meta = store.accepted_meta(env.settings, week)
         assert meta is not None and meta["rows"] == outcome.rows == len(stored)
         assert meta["sha256"] == store.sha256_file(outcome.store_path)
-        assert meta["gx_run_id"] == outcome.run_id and meta["validated_at"]
+        assert set(meta) == {"week", "rows", "sha256", "rating_counts"}  # bytes depend on the data only
+        [logged] = [e for e in store.acceptance_log(env.settings) if e["week"] == week]
+        assert logged["gx_run_id"] == outcome.run_id and logged["validated_at"] and logged["sha256"] == meta["sha256"]
         assert outcome.quarantine_path is None
     first = env.outcomes[0]
     assert first.new_users == batch(0)[schema.USER].nunique() and first.new_items == batch(0)[schema.ITEM].nunique()
