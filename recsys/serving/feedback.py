@@ -1,0 +1,270 @@
+"""Feedback events (click, watch, dismiss) from the serving API, stored durably and exactly once per ``event_id``.
+
+A client may retry a POST whose answer it never saw, so :meth:`FeedbackStore.record` is idempotent: the
+``event_id`` the client chose is unique in the table, and a second event with the same id is dropped without an
+error (``INSERT ... ON CONFLICT DO NOTHING`` on SQLite and Postgres; a caught unique violation elsewhere).
+
+An event is acknowledged only after its transaction has committed. On SQLite the file runs in WAL mode with
+``synchronous=FULL``: the WAL is fsynced at every commit, so an acknowledged event survives ``kill -9`` of the
+process and a power loss of the host. Any SQLAlchemy URL works (SQLite by default, Postgres in the compose stack).
+Nothing happens at import or in ``FeedbackStore.__init__``: the engine, the SQLite folder and the table are made
+on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import DateTime, Dialect, Engine, Index, Insert, String, create_engine, event, func, make_url, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from recsys.config import Settings
+
+logger = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+"""How long a SQLite writer waits for another one's lock before failing (a commit takes milliseconds)."""
+MAX_ID = 2**31 - 1
+"""User and item ids are stored as 32-bit signed integers."""
+
+FeedbackKind = Literal["click", "watch", "dismiss"]
+
+
+def default_feedback_url(settings: Settings | None = None) -> str:
+    """``sqlite:///<var_dir>/serving/feedback.db``; the path is only computed."""
+    settings = settings or Settings()
+    return f"sqlite:///{(settings.var_dir / 'serving' / 'feedback.db').as_posix()}"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class FeedbackEvent(BaseModel):
+    """One user reaction to a recommended item, as the client sends it.
+
+    ``event_id`` is chosen by the client and makes retries safe. ``ts`` is when it happened: a naive datetime is
+    taken as UTC, an aware one is converted to UTC, and a missing or null one becomes the server's time now.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$",
+                          description="client-chosen idempotency key")
+    request_id: str | None = Field(None, min_length=1, max_length=128,
+                                   description="the recommendation request the item was shown in")
+    user_id: int = Field(ge=0, le=MAX_ID)
+    item_id: int = Field(ge=0, le=MAX_ID)
+    event: FeedbackKind
+    ts: datetime = Field(default_factory=_utcnow, description="when it happened (UTC; default: now)")
+    variant: str | None = Field(None, min_length=1, max_length=64,
+                                description="the A/B variant (registry alias) that served the item")
+
+    @field_validator("user_id", "item_id", mode="before")
+    @classmethod
+    def _no_bool_ids(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("must be an integer id, not a boolean")
+        return value
+
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _ts_default(cls, value: Any) -> Any:
+        return _utcnow() if value is None else value
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite stores none of the offset, so UTC is implied there)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("feedback timestamps must be timezone-aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class FeedbackRow(Base):
+    __tablename__ = "feedback_events"
+    __table_args__ = (Index("ix_feedback_events_user_ts", "user_id", "ts"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(128), unique=True)
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    user_id: Mapped[int]
+    item_id: Mapped[int]
+    event: Mapped[str] = mapped_column(String(16))
+    variant: Mapped[str | None] = mapped_column(String(64))
+    ts: Mapped[datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_utcnow)
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """One stored event, detached from the database: the client's fields plus the row id and arrival time."""
+
+    id: int
+    event_id: str
+    request_id: str | None
+    user_id: int
+    item_id: int
+    event: FeedbackKind
+    variant: str | None
+    ts: datetime
+    received_at: datetime
+
+    @classmethod
+    def from_row(cls, row: FeedbackRow) -> FeedbackRecord:
+        return cls(row.id, row.event_id, row.request_id, row.user_id, row.item_id, cast(FeedbackKind, row.event),
+                   row.variant, row.ts, row.received_at)
+
+    def to_event(self) -> FeedbackEvent:
+        return FeedbackEvent(event_id=self.event_id, request_id=self.request_id, user_id=self.user_id,
+                             item_id=self.item_id, event=self.event, ts=self.ts, variant=self.variant)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    """Busy timeout, WAL (persists in the file) and ``synchronous=FULL`` (per connection: fsync the WAL at commit)."""
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                cur.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                # switching a new file to WAL returns SQLITE_BUSY without calling the busy handler when
+                # several connections open it at once: wait here instead
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        # NORMAL (the WAL default) survives a process crash but may lose the last commits on power loss
+        cur.execute("PRAGMA synchronous = FULL")
+    finally:
+        cur.close()
+
+
+class FeedbackStore:
+    """Append-only, idempotent store of feedback events over any SQLAlchemy URL.
+
+    Thread-safe: one engine (a connection pool) per store, and one short session per call.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = make_url(url)  # parses only; fails early on a malformed URL
+        self._engine: Engine | None = None
+        self._created = False
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"FeedbackStore({self.url.render_as_string(hide_password=True)!r})"
+
+    @property
+    def engine(self) -> Engine:
+        with self._lock:
+            if self._engine is None:
+                self._engine = self._make_engine()
+            return self._engine
+
+    def _make_engine(self) -> Engine:
+        if self.url.get_backend_name() != "sqlite":
+            return create_engine(self.url, pool_pre_ping=True)
+        db = self.url.database
+        if db and db != ":memory:" and not db.startswith("file:"):
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(self.url)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+
+    def close(self) -> None:
+        """Release the connection pool; the store reopens on next use."""
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
+
+    def create(self) -> None:
+        """Create the table if missing. Idempotent, and safe when several processes race to do it."""
+        try:
+            Base.metadata.create_all(self.engine)
+        except DBAPIError:
+            # another writer created it between our existence check and our CREATE; check again
+            Base.metadata.create_all(self.engine)
+        self._created = True
+
+    def _ready(self) -> Engine:
+        if not self._created:
+            self.create()
+        return self.engine
+
+    def _insert(self, dialect: str) -> Insert | None:
+        """An INSERT that skips a duplicate ``event_id``, where the dialect has one; else None."""
+        if dialect == "sqlite":
+            return sqlite.insert(FeedbackRow).on_conflict_do_nothing(index_elements=["event_id"])
+        if dialect == "postgresql":
+            return postgresql.insert(FeedbackRow).on_conflict_do_nothing(index_elements=["event_id"])
+        return None
+
+    def record(self, event: FeedbackEvent) -> bool:
+        """Store one event; True if it is new, False if its ``event_id`` was already stored (nothing changes).
+
+        Returns only after the commit, so a True or False answer means the event is durably stored.
+        """
+        if not isinstance(event, FeedbackEvent):
+            raise TypeError(f"record() takes a FeedbackEvent, got {type(event).__name__}")
+        values = {**event.model_dump(), "received_at": _utcnow()}
+        engine = self._ready()
+        stmt = self._insert(engine.dialect.name)
+        if stmt is not None:
+            with engine.begin() as conn:
+                inserted = conn.execute(stmt, values).rowcount
+            return bool(inserted)
+        try:
+            with Session(engine) as session, session.begin():
+                session.add(FeedbackRow(**values))
+        except IntegrityError:
+            if self.get(event.event_id) is None:
+                raise  # another constraint failed, not the duplicate id
+            return False
+        return True
+
+    def get(self, event_id: str) -> FeedbackRecord | None:
+        """The stored event with this id, or None."""
+        with Session(self._ready()) as session:
+            row = session.scalars(select(FeedbackRow).where(FeedbackRow.event_id == event_id)).one_or_none()
+            return None if row is None else FeedbackRecord.from_row(row)
+
+    def count(self) -> int:
+        """How many distinct events are stored."""
+        with Session(self._ready()) as session:
+            return int(session.scalar(select(func.count()).select_from(FeedbackRow)) or 0)

@@ -1,0 +1,190 @@
+"""Which bundle serves each alias, and how it is replaced without dropping a request.
+
+:class:`ModelManager` holds one immutable mapping alias -> :class:`LoadedModel`. A request reads the mapping once
+and keeps using the model it got, so an in-flight request finishes on the old bundle while a swap happens. A
+refresh resolves the aliases in the MLflow registry; a version not yet loaded is downloaded, loaded beside the
+old one (sha256s checked by :meth:`Recommender.load`), smoke-tested (:func:`schema_problems`) and only then
+swapped in by replacing the mapping in one assignment. A bundle that fails is rejected (counted and logged) and
+the old one keeps serving; so does everything when MLflow cannot be reached. A bundle directory (baked into the
+Bento at build time) can be loaded without MLflow, so a fresh replica starts even when the registry is down.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recsys.ranking.recommender import BundleError, Recommender
+from recsys.registry.release import load_version, schema_problems
+
+logger = logging.getLogger(__name__)
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    alias: str
+    name: str
+    version: int | None
+    recommender: Recommender
+    run_id: str | None = None
+    data_hash: str | None = None
+    source: str = "registry"
+    loaded_at: float = field(default_factory=time.time)
+
+    def info(self) -> dict[str, Any]:
+        manifest = self.recommender.manifest
+        return {"alias": self.alias, "name": self.name, "version": self.version, "run_id": self.run_id,
+                "data_hash": self.data_hash or manifest.get("data_hash"), "as_of_week": manifest.get("as_of_week"),
+                "source": self.source, "loaded_at": self.loaded_at,
+                "age_seconds": round(time.time() - self.loaded_at, 1), "features": len(self.recommender.feature_names)}
+
+
+@dataclass
+class SwapStats:
+    succeeded: int = 0
+    failed: int = 0
+    last_error: str | None = None
+    registry_errors: int = 0
+
+
+def validate(rec: Recommender) -> list[str]:
+    """Smoke predictions on a few known users and unknown ones; an empty list means the bundle may serve."""
+    known = np.asarray(rec.profiles.index[:8], dtype=np.int64)
+    return schema_problems(rec, known)
+
+
+class ModelManager:
+    """The models behind each alias, refreshed from the registry (see the module docstring)."""
+
+    def __init__(self, name: str, tracking_uri: str | None, aliases: tuple[str, ...] = (CHAMPION, CHALLENGER),
+                 cache_dir: Path | None = None) -> None:
+        self.name = name
+        self.tracking_uri = tracking_uri
+        self.aliases = aliases
+        self.cache_dir = cache_dir
+        self._models: Mapping[str, LoadedModel] = {}
+        self._lock = threading.Lock()  # one refresh at a time; readers never take it
+        self.stats = SwapStats()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    # -- reading (request path) ------------------------------------------------------------------------------
+    @property
+    def models(self) -> Mapping[str, LoadedModel]:
+        """The current mapping: read it once per request and use what it held."""
+        return self._models
+
+    def get(self, alias: str) -> LoadedModel | None:
+        return self._models.get(alias)
+
+    @property
+    def ready(self) -> bool:
+        return CHAMPION in self._models
+
+    # -- loading ---------------------------------------------------------------------------------------------
+    def _install(self, model: LoadedModel) -> None:
+        self._models = {**self._models, model.alias: model}  # one assignment: readers see old or new, never half
+
+    def load_bundle(self, path: Path, alias: str = CHAMPION, version: int | None = None) -> LoadedModel:
+        """Load a bundle directory (e.g. baked into the Bento) for ``alias``; raises BundleError if it fails."""
+        with self._lock:
+            rec = Recommender.load(path)
+            problems = validate(rec)
+            if problems:
+                self.stats.failed += 1
+                self.stats.last_error = f"{path}: {problems[0]}"
+                raise BundleError(f"{path}: the bundle failed its smoke test: {'; '.join(problems[:3])}")
+            model = LoadedModel(alias, self.name, version if version is not None else rec.manifest.get("version"),
+                                rec, data_hash=rec.manifest.get("data_hash"), source=f"bundle {path}")
+            self._install(model)
+            self.stats.succeeded += 1
+            return model
+
+    def refresh(self) -> dict[str, str]:
+        """Bring every alias in line with the registry; returns alias -> what happened."""
+        if self.tracking_uri is None:
+            return {}
+        from mlflow.exceptions import MlflowException
+
+        from recsys.registry.service import alias_version
+
+        outcome: dict[str, str] = {}
+        with self._lock:
+            for alias in self.aliases:
+                try:
+                    version = alias_version(self.name, alias, self.tracking_uri)
+                except (MlflowException, OSError) as exc:
+                    self.stats.registry_errors += 1
+                    logger.warning("registry unreachable (%s); %s keeps its current model", exc, alias)
+                    outcome[alias] = "registry unreachable: kept the current model"
+                    continue
+                current = self._models.get(alias)
+                if version is None:
+                    if current is not None and alias != CHAMPION:
+                        self._models = {k: v for k, v in self._models.items() if k != alias}
+                        outcome[alias] = f"alias gone: unloaded v{current.version}"
+                    else:
+                        outcome[alias] = "no version"
+                    continue
+                if current is not None and current.version == version:
+                    outcome[alias] = f"v{version} already loaded"
+                    continue
+                outcome[alias] = self._load_version(alias, version)
+        return outcome
+
+    def _load_version(self, alias: str, version: int) -> str:
+        assert self.tracking_uri is not None
+        dst = Path(tempfile.mkdtemp(prefix="recsys-serving-", dir=self.cache_dir))
+        t0 = time.perf_counter()
+        try:
+            loaded = load_version(self.name, version, self.tracking_uri, dst)
+            problems = validate(loaded.recommender)
+            if problems:
+                raise BundleError(f"smoke test failed: {'; '.join(problems[:3])}")
+        except Exception as exc:  # any failure keeps the old model serving
+            self.stats.failed += 1
+            self.stats.last_error = f"{alias} v{version}: {exc}"
+            logger.error("rejected %s v%d for %s: %s", self.name, version, alias, exc)
+            return f"rejected v{version}: {exc}"
+        finally:
+            shutil.rmtree(dst, ignore_errors=True)  # the bundle is in memory now
+        previous = self._models.get(alias)
+        self._install(LoadedModel(alias, self.name, version, loaded.recommender, loaded.run_id,
+                                  loaded.tags.get("data_hash") or loaded.recommender.manifest.get("data_hash")))
+        self.stats.succeeded += 1
+        was = f"v{previous.version}" if previous is not None else "nothing"
+        logger.info("%s: %s v%d loaded in %.2f s (was %s)", self.name, alias, version, time.perf_counter() - t0, was)
+        return f"loaded v{version} (was {was})"
+
+    # -- watching --------------------------------------------------------------------------------------------
+    def start_watcher(self, interval_s: float = 10.0) -> None:
+        """Refresh every ``interval_s`` seconds in a daemon thread (a failed refresh is logged and retried)."""
+        if self._watcher is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    self.refresh()
+                except Exception:
+                    logger.exception("alias refresh failed")
+
+        self._watcher = threading.Thread(target=loop, name="alias-watcher", daemon=True)
+        self._watcher.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+            self._watcher = None

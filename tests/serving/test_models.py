@@ -1,0 +1,127 @@
+"""The model manager against a real MLflow registry (SQLite under tmp_path): aliases resolve to loaded bundles,
+a new champion is swapped in while readers keep going, a corrupt bundle is rejected and the old one keeps serving,
+and an unreachable registry changes nothing."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from recsys.ranking.recommender import BundleError
+from recsys.registry.tracking import log_training, register
+from recsys.serving.models import CHALLENGER, CHAMPION, ModelManager
+
+pytestmark = pytest.mark.integration
+
+MODEL = "content-ranker"
+
+
+def with_seed(result, seed: int):  # type: ignore[no-untyped-def]
+    ranker = result.config.ranker.model_copy(update={"seed": seed})
+    return replace(result, config=result.config.model_copy(update={"ranker": ranker}))
+
+
+@pytest.fixture(scope="module")
+def registry(small_model: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
+    """v1 and v2: the small model (two seeds, so two run keys); v3: a bundle whose ranker fails its sha256."""
+    root = tmp_path_factory.mktemp("serving-registry")
+    uri = f"sqlite:///{root}/mlflow.db"
+    bundle = root / "bundle"
+    small_model.result.recommender.save(bundle)
+    for seed in (1, 2):
+        register(log_training(with_seed(small_model.result, seed), bundle, tracking_uri=uri), MODEL, tracking_uri=uri)
+    corrupt = root / "corrupt"
+    shutil.copytree(bundle, corrupt)
+    (corrupt / "ranker.txt").write_text((corrupt / "ranker.txt").read_text().replace("tree", "tree ", 1))
+    register(log_training(with_seed(small_model.result, 3), corrupt, tracking_uri=uri), MODEL, tracking_uri=uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    yield SimpleNamespace(uri=uri, client=client, bundle=bundle, root=root)
+
+
+def point(registry: SimpleNamespace, alias: str, version: int) -> None:
+    registry.client.set_registered_model_alias(MODEL, alias, str(version))
+
+
+def test_bundle_dir_loads_without_a_registry(registry: SimpleNamespace) -> None:
+    manager = ModelManager(MODEL, tracking_uri=None)
+    assert not manager.ready and manager.refresh() == {}
+    model = manager.load_bundle(registry.bundle)
+    assert manager.ready and manager.get(CHAMPION) is model
+    assert model.info()["source"].startswith("bundle") and model.info()["features"] > 10
+
+
+def test_a_tampered_bundle_dir_is_refused_and_the_old_model_stays(registry: SimpleNamespace, tmp_path: Path) -> None:
+    manager = ModelManager(MODEL, tracking_uri=None)
+    good = manager.load_bundle(registry.bundle)
+    broken = tmp_path / "broken"
+    shutil.copytree(registry.bundle, broken)
+    (broken / "profiles.parquet").write_bytes(b"not parquet")
+    with pytest.raises(BundleError, match="sha256"):
+        manager.load_bundle(broken)
+    assert manager.get(CHAMPION) is good
+
+
+def test_refresh_follows_the_aliases_and_swaps(registry: SimpleNamespace) -> None:
+    point(registry, CHAMPION, 1)
+    point(registry, CHALLENGER, 2)
+    manager = ModelManager(MODEL, registry.uri)
+    outcome = manager.refresh()
+    assert outcome == {CHAMPION: "loaded v1 (was nothing)", CHALLENGER: "loaded v2 (was nothing)"}
+    assert manager.get(CHAMPION).version == 1 and manager.get(CHALLENGER).version == 2
+    assert manager.refresh()[CHAMPION] == "v1 already loaded"
+
+    # readers keep reading while the champion moves: every read sees a whole, loaded model
+    seen: set[int | None] = set()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                model = manager.models[CHAMPION]
+                model.recommender.recommend(1, 5)
+                seen.add(model.version)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for t in readers:
+        t.start()
+    point(registry, CHAMPION, 2)
+    assert manager.refresh()[CHAMPION] == "loaded v2 (was v1)"
+    stop.set()
+    for t in readers:
+        t.join()
+    assert not errors and seen <= {1, 2} and manager.get(CHAMPION).version == 2
+    assert manager.stats.succeeded == 3 and manager.stats.failed == 0
+
+
+def test_a_corrupt_registered_bundle_is_rejected(registry: SimpleNamespace) -> None:
+    point(registry, CHAMPION, 1)
+    manager = ModelManager(MODEL, registry.uri, aliases=(CHAMPION,))
+    manager.refresh()
+    point(registry, CHAMPION, 3)
+    outcome = manager.refresh()[CHAMPION]
+    assert outcome.startswith("rejected v3") and "sha256" in outcome
+    assert manager.get(CHAMPION).version == 1  # the old one keeps serving
+    assert manager.stats.failed == 1 and "v3" in (manager.stats.last_error or "")
+
+
+def test_an_unreachable_registry_keeps_the_loaded_models(registry: SimpleNamespace,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    point(registry, CHAMPION, 1)
+    manager = ModelManager(MODEL, registry.uri, aliases=(CHAMPION,))
+    manager.refresh()
+    manager.tracking_uri = "http://127.0.0.1:9"  # nothing listens on the discard port
+    outcome = manager.refresh()
+    assert outcome[CHAMPION].startswith("registry unreachable")
+    assert manager.get(CHAMPION).version == 1 and manager.stats.registry_errors == 1
