@@ -820,6 +820,55 @@ def tune(
     out.print(f"config: {path}   (train with: recsys train --as-of-week {as_of_week}{how})", soft_wrap=True)
 
 
+# -- serve ---------------------------------------------------------------------------------------------------
+SERVICE_DIR = Path(__file__).resolve().parents[1] / "bentos"
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="HTTP port.")] = 3000,
+    host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0 to listen on every one).")] = "127.0.0.1",
+    bundle: Annotated[Path | None, typer.Option(
+        help="A bundle directory to serve as the champion until (or unless) the registry provides one.")] = None,
+    watch_interval: Annotated[float, typer.Option(
+        "--watch-interval", min=0, help="Seconds between checks of the registry aliases (0: never).")] = 10.0,
+) -> None:
+    """Run the recommendation service (BentoML) locally on the registry's champion; Ctrl-C stops it."""
+    import secrets
+    import subprocess
+    import sys
+
+    settings = _settings()
+    with _user_errors():
+        from recsys.registry.tracking import default_tracking_uri
+        from recsys.serving.feedback import default_feedback_url
+
+        if bundle is not None and not (bundle / "manifest.json").exists():
+            raise CliError(f"{bundle}: not a model bundle (no manifest.json)")
+        if not (SERVICE_DIR / "service.py").exists():
+            raise CliError(f"{SERVICE_DIR / 'service.py'} not found: run from a checkout of the repository")
+        token = os.environ.get("RECSYS_ADMIN_TOKEN") or secrets.token_urlsafe(24)
+        env = {**os.environ, "MLFLOW_TRACKING_URI": default_tracking_uri(settings),
+               "RECSYS_FEEDBACK_URL": os.environ.get("RECSYS_FEEDBACK_URL") or default_feedback_url(settings),
+               "RECSYS_VAR_DIR": str(settings.var_dir.resolve()), "RECSYS_WATCH_INTERVAL": str(watch_interval),
+               "RECSYS_ADMIN_TOKEN": token,
+               "BENTOML_HOME": os.environ.get("BENTOML_HOME") or str(Path.home() / ".cache" / "recsys" / "bentoml"),
+               "BENTOML_DO_NOT_TRACK": "True"}
+        if bundle is not None:
+            env["RECSYS_BUNDLE_DIR"] = str(bundle.resolve())
+        url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+        err.print(f"serving on {url} (docs {url}/docs, metrics {url}/metrics); admin token: {token}")
+        err.print(f"try: curl -s -X POST {url}/predict -H 'Content-Type: application/json' "
+                  "-d '{\"user_id\": 1, \"n\": 5}'", soft_wrap=True, markup=False)
+        cmd = [sys.executable, "-m", "bentoml", "serve", "service:RecommenderService", "--host", host,
+               "--port", str(port)]
+        try:
+            code = subprocess.call(cmd, cwd=SERVICE_DIR, env=env)
+        except KeyboardInterrupt:
+            code = 0
+    raise typer.Exit(code)
+
+
 # -- evaluate ------------------------------------------------------------------------------------------------
 @app.command()
 def evaluate(

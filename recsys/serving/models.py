@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from recsys.ranking.recommender import BundleError, Recommender
-from recsys.registry.release import load_version, schema_problems
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +59,8 @@ class SwapStats:
 
 def validate(rec: Recommender) -> list[str]:
     """Smoke predictions on a few known users and unknown ones; an empty list means the bundle may serve."""
+    from recsys.registry.release import schema_problems  # imported here: it pulls in mlflow
+
     known = np.asarray(rec.profiles.index[:8], dtype=np.int64)
     return schema_problems(rec, known)
 
@@ -145,6 +146,8 @@ class ModelManager:
 
     def _load_version(self, alias: str, version: int) -> str:
         assert self.tracking_uri is not None
+        from recsys.registry.release import load_version
+
         dst = Path(tempfile.mkdtemp(prefix="recsys-serving-", dir=self.cache_dir))
         t0 = time.perf_counter()
         try:
