@@ -6,6 +6,8 @@ VENV ?= .venv
 UV_VERSION ?= 0.13.9
 DEMO_WEEK ?= 28
 DRILL_WEEK ?= 31
+DEMO_SERVE ?= 1
+PORT ?= 3000
 PYTEST_ARGS ?=
 # The tests reuse the wheel `make data` downloaded instead of fetching their own copy.
 export RECSYS_TEST_CACHE ?= $(CURDIR)/data/cache
@@ -20,7 +22,7 @@ COMPILED := $(VENV)/.compiled
 RECSYS := $(BIN)/recsys
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data demo repro test test-all lint bench lock clean
+.PHONY: help setup data demo serve repro test test-all lint bench lock clean
 
 help: ## Show the targets
 	@echo "Usage: make <target>   (PYTHON=$(PYTHON), VENV=$(VENV))"
@@ -65,7 +67,7 @@ $(STAMP): requirements.txt pyproject.toml
 data: setup ## Fetch MovieLens-100K (recbole==1.2.1 wheel from PyPI, cached and checksummed)
 	$(RECSYS) data fetch
 
-demo: setup data ## Pipeline end to end: replay, validate, a failure drill, train + register, gate + promote, evaluate
+demo: setup data ## Pipeline end to end (validate, drill, train, gate, promote, evaluate), then the service on :3000
 	$(RECSYS) data replay --all
 	$(RECSYS) validate --all
 	@echo "failure drill: corrupt week $(DRILL_WEEK)'s batch; validation must quarantine it and keep the store as it was"
@@ -88,6 +90,12 @@ demo: setup data ## Pipeline end to end: replay, validate, a failure drill, trai
 	@echo "                   then open http://127.0.0.1:5000 (runs, plots, the content-ranker registry)"
 	@echo "  DVC pipeline     make repro   (fetch -> ingest -> validate -> train -> evaluate, params.yaml)"
 	@echo "  full benchmark   make bench  (both protocols, every backtest cut; about 10-15 minutes)"
+	@if [ "$(DEMO_SERVE)" = "1" ]; then \
+	  echo; echo "Starting the recommendation service on http://127.0.0.1:$(PORT) (Ctrl-C stops it; make demo DEMO_SERVE=0 skips it)"; \
+	  $(RECSYS) serve --port $(PORT); fi
+
+serve: setup ## Run the recommendation service (BentoML) on the registry champion, port 3000 (PORT=N)
+	$(RECSYS) serve --port $(PORT)
 
 repro: setup ## DVC pipeline (dvc.yaml, params.yaml): runs only the stages whose inputs changed
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
