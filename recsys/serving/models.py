@@ -5,7 +5,9 @@ and keeps using the model it got, so an in-flight request finishes on the old bu
 refresh resolves the aliases in the MLflow registry; a version not yet loaded is downloaded, loaded beside the
 old one (sha256s checked by :meth:`Recommender.load`), smoke-tested (:func:`schema_problems`) and only then
 swapped in by replacing the mapping in one assignment. A bundle that fails is rejected (counted and logged) and
-the old one keeps serving; so does everything when MLflow cannot be reached. A bundle directory (baked into the
+the old one keeps serving; so does everything when MLflow cannot be reached. Before the swap, every known user's
+answer is precomputed (:class:`~recsys.serving.cache.RankedCache`), so the request path of a known user is a
+lookup. A bundle directory (baked into the
 Bento at build time) can be loaded without MLflow, so a fresh replica starts even when the registry is down.
 """
 
@@ -23,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from recsys.ranking.recommender import BundleError, Recommender
+from recsys.ranking.recommender import BundleError, Recommendation, Recommender
+from recsys.serving.cache import RankedCache
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +43,24 @@ class LoadedModel:
     data_hash: str | None = None
     source: str = "registry"
     loaded_at: float = field(default_factory=time.time)
+    cache: RankedCache | None = None
+    """Precomputed answers (built before the model is swapped in); None serves everything in full."""
+
+    def recommend(self, user_id: int, n: int, exclude: list[int] | None = None,
+                  profile: dict[str, Any] | None = None) -> tuple[list[Recommendation], bool]:
+        """(top ``n``, whether the user is known): through the cache when there is one."""
+        if self.cache is not None:
+            return self.cache.recommend(user_id, n, exclude, profile)
+        rec = self.recommender
+        return rec.recommend(user_id, n, exclude=exclude, profile=profile), rec.is_known(user_id)
 
     def info(self) -> dict[str, Any]:
         manifest = self.recommender.manifest
         return {"alias": self.alias, "name": self.name, "version": self.version, "run_id": self.run_id,
                 "data_hash": self.data_hash or manifest.get("data_hash"), "as_of_week": manifest.get("as_of_week"),
                 "source": self.source, "loaded_at": self.loaded_at,
-                "age_seconds": round(time.time() - self.loaded_at, 1), "features": len(self.recommender.feature_names)}
+                "age_seconds": round(time.time() - self.loaded_at, 1), "features": len(self.recommender.feature_names),
+                "cached_users": None if self.cache is None else self.cache.users}
 
 
 @dataclass
@@ -69,8 +83,9 @@ class ModelManager:
     """The models behind each alias, refreshed from the registry (see the module docstring)."""
 
     def __init__(self, name: str, tracking_uri: str | None, aliases: tuple[str, ...] = (CHAMPION, CHALLENGER),
-                 cache_dir: Path | None = None) -> None:
+                 cache_dir: Path | None = None, precompute: bool = True) -> None:
         self.name = name
+        self.precompute = precompute
         self.tracking_uri = tracking_uri
         self.aliases = aliases
         self.cache_dir = cache_dir
@@ -107,7 +122,8 @@ class ModelManager:
                 self.stats.last_error = f"{path}: {problems[0]}"
                 raise BundleError(f"{path}: the bundle failed its smoke test: {'; '.join(problems[:3])}")
             model = LoadedModel(alias, self.name, version if version is not None else rec.manifest.get("version"),
-                                rec, data_hash=rec.manifest.get("data_hash"), source=f"bundle {path}")
+                                rec, data_hash=rec.manifest.get("data_hash"), source=f"bundle {path}",
+                                cache=RankedCache(rec) if self.precompute else None)
             self._install(model)
             self.stats.succeeded += 1
             return model
@@ -163,8 +179,10 @@ class ModelManager:
         finally:
             shutil.rmtree(dst, ignore_errors=True)  # the bundle is in memory now
         previous = self._models.get(alias)
+        cache = RankedCache(loaded.recommender) if self.precompute else None
         self._install(LoadedModel(alias, self.name, version, loaded.recommender, loaded.run_id,
-                                  loaded.tags.get("data_hash") or loaded.recommender.manifest.get("data_hash")))
+                                  loaded.tags.get("data_hash") or loaded.recommender.manifest.get("data_hash"),
+                                  cache=cache))
         self.stats.succeeded += 1
         was = f"v{previous.version}" if previous is not None else "nothing"
         logger.info("%s: %s v%d loaded in %.2f s (was %s)", self.name, alias, version, time.perf_counter() - t0, was)

@@ -77,11 +77,9 @@ class ServingRuntime:
 
     def predict(self, request: PredictRequest) -> PredictResponse:
         variant, model = self.choose(request.user_id)
-        rec = model.recommender
-        fallback = not rec.is_known(request.user_id)
         profile = request.profile.model_dump() if request.profile is not None else None
-        recs = rec.recommend(request.user_id, request.n, exclude=request.exclude or None, profile=profile,
-                             context=request.context)
+        recs, known = model.recommend(request.user_id, request.n, exclude=request.exclude or None, profile=profile)
+        fallback = not known
         request_id = uuid.uuid4().hex
         items = [Item(item_id=r.item_id, score=r.score, title=self.titles.get(r.item_id)) for r in recs]
         response = PredictResponse(request_id=request_id, user_id=request.user_id, items=items,
@@ -110,8 +108,8 @@ class ServingRuntime:
         def score() -> None:
             try:
                 profile = request.profile.model_dump() if request.profile is not None else None
-                shadow = model.recommender.recommend(request.user_id, request.n, exclude=request.exclude or None,
-                                                     profile=profile)
+                shadow, _ = model.recommend(request.user_id, request.n, exclude=request.exclude or None,
+                                            profile=profile)
                 overlap = overlap_at_k(served, [r.item_id for r in shadow], k=min(10, request.n))
                 self.shadow.scored += 1
                 self.shadow.overlap_sum += overlap
