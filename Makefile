@@ -22,7 +22,7 @@ COMPILED := $(VENV)/.compiled
 RECSYS := $(BIN)/recsys
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data demo serve repro test test-all lint bench lock clean
+.PHONY: help setup data demo serve bento repro test test-all lint bench lock clean
 
 help: ## Show the targets
 	@echo "Usage: make <target>   (PYTHON=$(PYTHON), VENV=$(VENV))"
@@ -96,6 +96,11 @@ demo: setup data ## Pipeline end to end (validate, drill, train, gate, promote, 
 
 serve: setup ## Run the recommendation service (BentoML) on the registry champion, port 3000 (PORT=N)
 	$(RECSYS) serve --port $(PORT)
+
+bento: setup ## Build the Bento with the champion baked in (no Docker needed; `bentoml containerize` needs it)
+	$(RECSYS) bake --out bentos/bundle
+	$(BIN)/python -m pip wheel --quiet --no-deps -w dist .
+	BENTOML_HOME=$${BENTOML_HOME:-$$HOME/.cache/recsys/bentoml} $(BIN)/bentoml build bentos
 
 repro: setup ## DVC pipeline (dvc.yaml, params.yaml): runs only the stages whose inputs changed
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro

@@ -7,8 +7,9 @@ Configuration (environment variables, read when the service starts; the two traf
 ``MLFLOW_TRACKING_URI``
     MLflow tracking/registry URI; unset means no registry (only ``RECSYS_BUNDLE_DIR`` serves).
 ``RECSYS_BUNDLE_DIR``
-    a model bundle directory loaded as the champion at start (e.g. baked into the Bento); it keeps serving when
-    the registry is unreachable or unset, until the registry's champion replaces it.
+    a model bundle directory loaded as the champion at start; default: ``bundle/`` beside this file when it
+    exists (what ``recsys bake`` writes and the Bento ships). It keeps serving when the registry is unreachable
+    or unset, until the registry's champion replaces it.
 ``RECSYS_WATCH_INTERVAL``
     seconds between registry alias checks (default 10; 0 disables the watcher).
 ``RECSYS_ADMIN_TOKEN``
@@ -148,6 +149,9 @@ class RecommenderService:
         self.feedback_store = FeedbackStore(env.get("RECSYS_FEEDBACK_URL") or default_feedback_url())
 
         bundle = env.get("RECSYS_BUNDLE_DIR")
+        baked = Path(__file__).resolve().parent / "bundle"  # `recsys bake` puts it here; the Bento ships it
+        if not bundle and (baked / "manifest.json").exists():
+            bundle = str(baked)
         if bundle:
             try:
                 model = self.manager.load_bundle(Path(bundle))

@@ -869,6 +869,41 @@ def serve(
     raise typer.Exit(code)
 
 
+@app.command()
+def bake(
+    alias: Annotated[str, typer.Option(help="Registry alias whose bundle to bake.")] = "champion",
+    out_dir: Annotated[Path, typer.Option(
+        "--out", help="Where the bundle goes (bentos/bundle is what `bentoml build bentos` includes).")
+    ] = SERVICE_DIR / "bundle",
+    model: ModelOption = "content-ranker",
+) -> None:
+    """Copy the registry's bundle for an alias into the Bento's build context, so a replica starts without MLflow."""
+    import shutil
+    import tempfile
+
+    settings = _settings()
+    with _user_errors(), _registry(settings) as (uri, _):
+        from recsys.registry.release import bundle_path, load_version
+        from recsys.registry.service import alias_version
+
+        version = alias_version(model, alias, uri)
+        if version is None:
+            raise CliError(f"no version of {model!r} holds the alias {alias!r} in {uri}")
+        with tempfile.TemporaryDirectory(prefix="recsys-bake-") as tmp:
+            loaded = load_version(model, version, uri, Path(tmp))  # checks every sha256
+            source = bundle_path(Path(tmp) / f"v{version}")
+            staged = out_dir.with_name(f".{out_dir.name}.tmp")
+            shutil.rmtree(staged, ignore_errors=True)
+            shutil.copytree(source, staged)
+            (staged / "BAKED.json").write_text(json.dumps(
+                {"model": model, "alias": alias, "version": version, "run_id": loaded.run_id,
+                 "data_hash": loaded.recommender.manifest.get("data_hash"), "tracking_uri": uri}, indent=2))
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            staged.rename(out_dir)
+    out.print(f"{model} v{version} ({alias}) baked into {out_dir}; build the Bento with `make bento`", soft_wrap=True)
+
+
 # -- evaluate ------------------------------------------------------------------------------------------------
 @app.command()
 def evaluate(

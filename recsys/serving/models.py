@@ -13,6 +13,7 @@ Bento at build time) can be loaded without MLflow, so a fresh replica starts eve
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -121,8 +122,12 @@ class ModelManager:
                 self.stats.failed += 1
                 self.stats.last_error = f"{path}: {problems[0]}"
                 raise BundleError(f"{path}: the bundle failed its smoke test: {'; '.join(problems[:3])}")
-            model = LoadedModel(alias, self.name, version if version is not None else rec.manifest.get("version"),
-                                rec, data_hash=rec.manifest.get("data_hash"), source=f"bundle {path}",
+            baked = path / "BAKED.json"  # written by `recsys bake`: which registry version this bundle is
+            origin = json.loads(baked.read_text()) if baked.exists() else {}
+            if version is None:
+                version = origin.get("version")
+            model = LoadedModel(alias, self.name, version, rec, run_id=origin.get("run_id"),
+                                data_hash=rec.manifest.get("data_hash"), source=f"bundle {path}",
                                 cache=RankedCache(rec) if self.precompute else None)
             self._install(model)
             self.stats.succeeded += 1

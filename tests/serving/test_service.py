@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from recsys.serving.feedback import FeedbackStore
 from recsys.serving.schemas import MAX_EXCLUDE, MAX_ID
 
 pytestmark = pytest.mark.integration
@@ -280,7 +282,7 @@ def test_bentoml_serve_subprocess(service_env: dict[str, str], known_users: list
     bentoml = str(Path(sys.executable).with_name("bentoml"))
     proc = subprocess.Popen([bentoml, "serve", "service:RecommenderService", "--host", "127.0.0.1",
                              "--port", str(port)], cwd=ROOT / "bentos", env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -303,11 +305,26 @@ def test_bentoml_serve_subprocess(service_env: dict[str, str], known_users: list
         metrics = httpx.get(f"{base}/metrics", timeout=30).text
         assert "recsys_predict_requests_total" in metrics
         # overload: max_concurrency 1, so concurrent requests beyond the one in flight get 429, never 5xx
-        body = {"user_id": known_users[1], "n": 100}
+        # (an exclusion takes the full two-stage path, so each request holds its slot for milliseconds)
+        body = {"user_id": known_users[1], "n": 100, "exclude": [1]}
         with ThreadPoolExecutor(16) as pool:
             codes = list(pool.map(lambda _: httpx.post(f"{base}/predict", json=body, timeout=30).status_code,
                                   range(48)))
         assert set(codes) <= {200, 429} and 200 in codes and 429 in codes, codes
+
+        # every acknowledged feedback event survives kill -9 of the whole server
+        acked = []
+        for i in range(40):
+            event = {"event_id": f"k9-{i}", "user_id": known_users[0], "item_id": 50, "event": "click"}
+            resp = httpx.post(f"{base}/feedback", json=event, timeout=30)
+            if resp.status_code == 202:
+                acked.append(event["event_id"])
+        assert len(acked) == 40
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        store = FeedbackStore(env["RECSYS_FEEDBACK_URL"])
+        assert all(store.get(event_id) is not None for event_id in acked) and store.count() == 40
+        store.close()
     finally:
         proc.terminate()
         try:
