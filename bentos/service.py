@@ -150,7 +150,7 @@ class RecommenderService:
 
         bundle = env.get("RECSYS_BUNDLE_DIR")
         baked = Path(__file__).resolve().parent / "bundle"  # `recsys bake` puts it here; the Bento ships it
-        if not bundle and (baked / "manifest.json").exists():
+        if bundle is None and (baked / "manifest.json").exists():  # set but empty: no bundle at all
             bundle = str(baked)
         if bundle:
             try:
