@@ -10,28 +10,20 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
-import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect, Engine, Index, String, create_engine, event, make_url, select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import JSON, Index, String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
-from sqlalchemy.types import TypeDecorator
 
 from recsys.config import Settings
+from recsys.db import SqlStore, UTCDateTime, utcnow
 
 logger = logging.getLogger(__name__)
-
-SQLITE_BUSY_TIMEOUT_MS = 10_000
-"""How long a SQLite writer waits for another one's lock before failing (records take milliseconds)."""
-
 
 class AuditEvent(StrEnum):
     REGISTERED = "registered"
@@ -55,30 +47,6 @@ def default_audit_url(settings: Settings | None = None) -> str:
     return f"sqlite:///{(settings.var_dir / 'registry' / 'audit.db').as_posix()}"
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes on every backend (SQLite stores none of the offset, so UTC is implied there)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("audit timestamps must be timezone-aware")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 class Base(DeclarativeBase):
     pass
 
@@ -88,7 +56,7 @@ class AuditRow(Base):
     __table_args__ = (Index("ix_audit_events_model_event", "model_name", "event"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    ts: Mapped[datetime] = mapped_column(UTCDateTime(), default=_utcnow)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     event: Mapped[str] = mapped_column(String(32))
     model_name: Mapped[str] = mapped_column(String(255))
     from_version: Mapped[int | None]
@@ -156,75 +124,10 @@ def _check_event(value: AuditEvent | str) -> AuditEvent:
         raise ValueError(f"unknown audit event {value!r}; allowed: {allowed}") from None
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    """Busy timeout, then WAL (readers such as ``history`` never block the writer; persists in the file)."""
-    cur = dbapi_conn.cursor()
-    try:
-        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-        while True:
-            try:
-                cur.execute("PRAGMA journal_mode = WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                # switching a new file to WAL returns SQLITE_BUSY without calling the busy handler when
-                # several connections open it at once (seen with 8 threads on a fresh file): wait here instead
-                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
-    finally:
-        cur.close()
-
-
-class AuditLog:
+class AuditLog(SqlStore):
     """Append-only event log of one registry, over any SQLAlchemy URL."""
 
-    def __init__(self, url: str) -> None:
-        self.url = make_url(url)  # parses only; fails early on a malformed URL
-        self._engine: Engine | None = None
-        self._created = False
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return f"AuditLog({self.url.render_as_string(hide_password=True)!r})"
-
-    @property
-    def engine(self) -> Engine:
-        with self._lock:
-            if self._engine is None:
-                self._engine = self._make_engine()
-            return self._engine
-
-    def _make_engine(self) -> Engine:
-        if self.url.get_backend_name() != "sqlite":
-            return create_engine(self.url, pool_pre_ping=True)
-        db = self.url.database
-        if db and db != ":memory:" and not db.startswith("file:"):
-            Path(db).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(self.url)
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-
-    def close(self) -> None:
-        """Release the connection pool; the log reopens on next use."""
-        with self._lock:
-            if self._engine is not None:
-                self._engine.dispose()
-                self._engine = None
-
-    def create(self) -> None:
-        """Create the table if missing. Idempotent, and safe when several processes race to do it."""
-        try:
-            Base.metadata.create_all(self.engine)
-        except DBAPIError:
-            # another writer created it between our existence check and our CREATE; check again
-            Base.metadata.create_all(self.engine)
-        self._created = True
-
-    def _ready(self) -> Engine:
-        if not self._created:
-            self.create()
-        return self.engine
+    metadata = Base.metadata
 
     def record(self, event: AuditEvent | str, model_name: str, *, from_version: int | None = None,
                to_version: int | None = None, actor: str | None = None, reason: str | None = None,
@@ -245,7 +148,7 @@ class AuditLog:
             stored = json.loads(json.dumps(dict(details or {}), default=_jsonable))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"details must be JSON-serializable: {exc}") from exc
-        row = AuditRow(ts=_utcnow(), event=kind.value, model_name=model_name, from_version=from_version,
+        row = AuditRow(ts=utcnow(), event=kind.value, model_name=model_name, from_version=from_version,
                        to_version=to_version, actor=actor or os.environ.get("USER") or "system", reason=reason,
                        run_id=run_id, data_hash=data_hash, git_sha=git_sha, details=stored)
         with Session(self._ready(), expire_on_commit=False) as session, session.begin():

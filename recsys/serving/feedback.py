@@ -14,27 +14,21 @@ on first use.
 from __future__ import annotations
 
 import logging
-import sqlite3
-import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import DateTime, Dialect, Engine, Index, Insert, String, create_engine, event, func, make_url, select
+from sqlalchemy import Index, Insert, String, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
-from sqlalchemy.types import TypeDecorator
 
 from recsys.config import Settings
+from recsys.db import SqlStore, UTCDateTime, utcnow
 
 logger = logging.getLogger(__name__)
 
-SQLITE_BUSY_TIMEOUT_MS = 10_000
-"""How long a SQLite writer waits for another one's lock before failing (a commit takes milliseconds)."""
 MAX_ID = 2**31 - 1
 """User and item ids are stored as 32-bit signed integers."""
 
@@ -45,10 +39,6 @@ def default_feedback_url(settings: Settings | None = None) -> str:
     """``sqlite:///<var_dir>/serving/feedback.db``; the path is only computed."""
     settings = settings or Settings()
     return f"sqlite:///{(settings.var_dir / 'serving' / 'feedback.db').as_posix()}"
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class FeedbackEvent(BaseModel):
@@ -67,7 +57,7 @@ class FeedbackEvent(BaseModel):
     user_id: int = Field(ge=0, le=MAX_ID)
     item_id: int = Field(ge=0, le=MAX_ID)
     event: FeedbackKind
-    ts: datetime = Field(default_factory=_utcnow, description="when it happened (UTC; default: now)")
+    ts: datetime = Field(default_factory=utcnow, description="when it happened (UTC; default: now)")
     variant: str | None = Field(None, min_length=1, max_length=64,
                                 description="the A/B variant (registry alias) that served the item")
 
@@ -81,31 +71,11 @@ class FeedbackEvent(BaseModel):
     @field_validator("ts", mode="before")
     @classmethod
     def _ts_default(cls, value: Any) -> Any:
-        return _utcnow() if value is None else value
+        return utcnow() if value is None else value
 
     @field_validator("ts")
     @classmethod
     def _ts_utc(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes on every backend (SQLite stores none of the offset, so UTC is implied there)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("feedback timestamps must be timezone-aware")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -125,7 +95,7 @@ class FeedbackRow(Base):
     event: Mapped[str] = mapped_column(String(16))
     variant: Mapped[str | None] = mapped_column(String(64))
     ts: Mapped[datetime] = mapped_column(UTCDateTime())
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_utcnow)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 @dataclass(frozen=True)
@@ -152,80 +122,15 @@ class FeedbackRecord:
                              item_id=self.item_id, event=self.event, ts=self.ts, variant=self.variant)
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    """Busy timeout, WAL (persists in the file) and ``synchronous=FULL`` (per connection: fsync the WAL at commit)."""
-    cur = dbapi_conn.cursor()
-    try:
-        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-        while True:
-            try:
-                cur.execute("PRAGMA journal_mode = WAL")
-                break
-            except sqlite3.OperationalError as exc:
-                # switching a new file to WAL returns SQLITE_BUSY without calling the busy handler when
-                # several connections open it at once: wait here instead
-                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
-        # NORMAL (the WAL default) survives a process crash but may lose the last commits on power loss
-        cur.execute("PRAGMA synchronous = FULL")
-    finally:
-        cur.close()
-
-
-class FeedbackStore:
+class FeedbackStore(SqlStore):
     """Append-only, idempotent store of feedback events over any SQLAlchemy URL.
 
-    Thread-safe: one engine (a connection pool) per store, and one short session per call.
+    Thread-safe: one engine (a connection pool) per store, and one short session per call. On SQLite every commit
+    is fsynced (``durable``): an acknowledged event survives ``kill -9`` and power loss.
     """
 
-    def __init__(self, url: str) -> None:
-        self.url = make_url(url)  # parses only; fails early on a malformed URL
-        self._engine: Engine | None = None
-        self._created = False
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return f"FeedbackStore({self.url.render_as_string(hide_password=True)!r})"
-
-    @property
-    def engine(self) -> Engine:
-        with self._lock:
-            if self._engine is None:
-                self._engine = self._make_engine()
-            return self._engine
-
-    def _make_engine(self) -> Engine:
-        if self.url.get_backend_name() != "sqlite":
-            return create_engine(self.url, pool_pre_ping=True)
-        db = self.url.database
-        if db and db != ":memory:" and not db.startswith("file:"):
-            Path(db).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(self.url)
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-
-    def close(self) -> None:
-        """Release the connection pool; the store reopens on next use."""
-        with self._lock:
-            if self._engine is not None:
-                self._engine.dispose()
-                self._engine = None
-
-    def create(self) -> None:
-        """Create the table if missing. Idempotent, and safe when several processes race to do it."""
-        try:
-            Base.metadata.create_all(self.engine)
-        except DBAPIError:
-            # another writer created it between our existence check and our CREATE; check again
-            Base.metadata.create_all(self.engine)
-        self._created = True
-
-    def _ready(self) -> Engine:
-        if not self._created:
-            self.create()
-        return self.engine
+    metadata = Base.metadata
+    durable = True
 
     def _insert(self, dialect: str) -> Insert | None:
         """An INSERT that skips a duplicate ``event_id``, where the dialect has one; else None."""
@@ -242,7 +147,7 @@ class FeedbackStore:
         """
         if not isinstance(event, FeedbackEvent):
             raise TypeError(f"record() takes a FeedbackEvent, got {type(event).__name__}")
-        values = {**event.model_dump(), "received_at": _utcnow()}
+        values = {**event.model_dump(), "received_at": utcnow()}
         engine = self._ready()
         stmt = self._insert(engine.dialect.name)
         if stmt is not None:

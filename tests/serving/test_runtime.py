@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -22,17 +21,10 @@ UNKNOWN = 10**6
 
 
 @pytest.fixture(scope="module")
-def bundle(small_model: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("serving") / "bundle"
-    small_model.result.recommender.save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def manager(bundle: Path) -> ModelManager:
+def manager(bundle_dir: Path) -> ModelManager:
     manager = ModelManager("content-ranker", tracking_uri=None)
-    manager.load_bundle(bundle, CHAMPION, version=1)
-    manager.load_bundle(bundle, CHALLENGER, version=2)
+    manager.load_bundle(bundle_dir, CHAMPION, version=1)
+    manager.load_bundle(bundle_dir, CHALLENGER, version=2)
     return manager
 
 
@@ -80,9 +72,9 @@ def test_variants_are_stable_per_user_and_split_the_traffic(manager: ModelManage
     assert 0.35 < share < 0.65
 
 
-def test_an_unloaded_variant_is_served_by_the_champion(bundle: Path) -> None:
+def test_an_unloaded_variant_is_served_by_the_champion(bundle_dir: Path) -> None:
     only_champion = ModelManager("content-ranker", tracking_uri=None)
-    only_champion.load_bundle(bundle, CHAMPION, version=1)
+    only_champion.load_bundle(bundle_dir, CHAMPION, version=1)
     rt = runtime(only_champion, variants={CHALLENGER: 1.0})
     model = rt.predict(PredictRequest(user_id=5)).model
     assert (model.variant, model.alias, model.version) == (CHALLENGER, CHAMPION, 1)
