@@ -13,7 +13,7 @@ registry. One server at a time (the load generator shares the machine), each wit
 ``--workers`` option in 1.4).
 
 Load: ``wrk`` (closed loop, ``--wrk-threads`` threads, default 1) with a Lua script per server
-(``benchmarks/wrk/bento.lua``, ``benchmarks/wrk/mlflow.lua``) cycling through the same pre-generated request mix
+(``benchmarks/wrk/predict.lua``, one body format per server) cycling through the same pre-generated request mix
 (80 % known users 1..943, 20 % unknown users with a sign-up profile, n=10; each unknown request gets a fresh
 random profile from the script, so the Bento's per-profile answer cache never sees a replayed profile), after a
 warm-up, at each connection count for ``--duration`` seconds. Known users are answered from the Bento's
@@ -269,7 +269,7 @@ def run_wrk(server: Server, bodies: Path, connections: int, duration: float, thr
             delay_ms: int = 0, seed: int = 1) -> dict[str, Any]:
     threads = max(1, min(threads, connections))
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
-           "--latency", "-s", str(WRK_DIR / f"{server.name}.lua"), server.url, "--", str(bodies)]
+           "--latency", "-s", str(WRK_DIR / "predict.lua"), server.url, "--", str(bodies), server.name]
     env = {**os.environ, "RECSYS_WRK_DELAY_MS": str(delay_ms), "RECSYS_WRK_SEED": str(seed)}
     cpu0 = server.cpu_seconds()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
