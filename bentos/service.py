@@ -19,8 +19,9 @@ Configuration (environment variables, read when the service starts; the two traf
 ``RECSYS_EXPERIMENT`` / ``RECSYS_EXPERIMENT_FILE``
     the A/B experiment (see :mod:`recsys.serving.router`); default 100 % champion.
 ``RECSYS_MAX_CONCURRENCY`` / ``RECSYS_TIMEOUT`` / ``RECSYS_THREADS``
-    in-flight requests per service before 429 (default 32), request timeout in seconds (default 10; then 504),
-    and the threads running the synchronous endpoints per worker (default 4).
+    in-flight requests per service before 429 (default 128, split by BentoML across the workers: 32 shed
+    closed-loop load as a storm of instant 429s, see benchmarks/serving.py), request timeout in seconds
+    (default 10; then 504), and the threads running the synchronous endpoints per worker (default 4).
 
 HTTP contract:
 
@@ -56,7 +57,7 @@ from recsys.serving.schemas import PredictRequest, PredictResponse
 
 logger = logging.getLogger("recsys.bento")
 
-MAX_CONCURRENCY = int(os.environ.get("RECSYS_MAX_CONCURRENCY", "32"))
+MAX_CONCURRENCY = int(os.environ.get("RECSYS_MAX_CONCURRENCY", "128"))
 TIMEOUT_S = float(os.environ.get("RECSYS_TIMEOUT", "10"))
 THREADS = int(os.environ.get("RECSYS_THREADS", "4"))
 
