@@ -46,12 +46,14 @@ class Recommender:
     """Stage 1 fitted on the history up to ``now``, and the booster that re-ranks its candidates."""
 
     def __init__(self, stage1: Stage1, features: FeatureBuilder, booster: lgb.Booster, profiles: pd.DataFrame,
-                 manifest: dict[str, Any] | None = None) -> None:
+                 manifest: dict[str, Any] | None = None, titles: dict[int, str] | None = None) -> None:
         self.stage1 = stage1
         self.features = features
         self.booster = booster
         self.profiles = profiles[list(S.PROFILE_FIELDS)]
         self.manifest = manifest or {}
+        self.titles = titles or {}
+        """Item id -> title, for display (a bundle without ``items.parquet`` has none)."""
 
     @property
     def feature_names(self) -> list[str]:
@@ -115,6 +117,9 @@ class Recommender:
         with (tmp / "features.pkl").open("wb") as fh:
             pickle.dump(self.features, fh, protocol=pickle.HIGHEST_PROTOCOL)
         self.profiles.reset_index().to_parquet(tmp / "profiles.parquet", index=False)
+        if self.titles:
+            pd.DataFrame({S.ITEM: list(self.titles), S.TITLE: list(self.titles.values())}).to_parquet(
+                tmp / "items.parquet", index=False)
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         manifest = {
             **self.manifest, **(extra or {}),
@@ -148,7 +153,11 @@ class Recommender:
         with (path / "features.pkl").open("rb") as fh:
             features = pickle.load(fh)
         profiles = pd.read_parquet(path / "profiles.parquet").set_index(S.USER)
-        rec = cls(Stage1.load(path / "stage1"), features, booster, profiles, manifest)
+        titles = {}
+        if (path / "items.parquet").exists():  # optional: bundles saved before titles were kept have none
+            items = pd.read_parquet(path / "items.parquet")
+            titles = dict(zip(items[S.ITEM].astype(int), items[S.TITLE].astype(str), strict=True))
+        rec = cls(Stage1.load(path / "stage1"), features, booster, profiles, manifest, titles)
         if rec.feature_names != manifest["feature_names"]:
             raise BundleError(f"{path}: booster features differ from the manifest's")
         return rec

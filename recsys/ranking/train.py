@@ -170,5 +170,6 @@ def train_recommender(ml: MovieLens, clock: ReplayClock, as_of_week: int, cfg: T
     }
     manifest = {"model": "two-stage-lambdarank", "data_hash": ml.data_hash, "as_of_week": as_of_week,
                 "params": final_cfg.model_dump(mode="json")}
-    rec = Recommender(fitted.stage1, fitted.features, booster, known, manifest)
+    titles = dict(zip(ml.items[S.ITEM].astype(int), ml.items[S.TITLE].astype(str), strict=True))
+    rec = Recommender(fitted.stage1, fitted.features, booster, known, manifest, titles)
     return TrainResult(rec, final_cfg, info)

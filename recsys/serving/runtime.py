@@ -49,11 +49,9 @@ Observer = Callable[[str, dict[str, Any]], None]
 
 
 class ServingRuntime:
-    def __init__(self, manager: ModelManager, router: Router, titles: dict[int, str] | None = None,
-                 observers: list[Observer] | None = None) -> None:
+    def __init__(self, manager: ModelManager, router: Router, observers: list[Observer] | None = None) -> None:
         self.manager = manager
         self.router = router
-        self.titles = titles or {}
         self.observers = observers or []
         self.shadow = ShadowStats()
         self._shadow_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
@@ -81,7 +79,8 @@ class ServingRuntime:
         recs, known = model.recommend(request.user_id, request.n, exclude=request.exclude or None, profile=profile)
         fallback = not known
         request_id = uuid.uuid4().hex
-        items = [Item(item_id=r.item_id, score=r.score, title=self.titles.get(r.item_id)) for r in recs]
+        titles = model.recommender.titles
+        items = [Item(item_id=r.item_id, score=r.score, title=titles.get(r.item_id)) for r in recs]
         response = PredictResponse(request_id=request_id, user_id=request.user_id, items=items,
                                    model=ModelInfo(name=model.name, version=model.version, alias=model.alias,
                                                    variant=variant),

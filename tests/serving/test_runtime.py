@@ -4,6 +4,7 @@ standing in for an unloaded variant, shadow scoring off the request path, and th
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -41,6 +42,20 @@ def test_known_user_gets_n_ranked_items_with_model_info(manager: ModelManager) -
     assert scores == sorted(scores, reverse=True)
     assert (response.model.alias, response.model.version, response.model.variant) == (CHAMPION, 1, CHAMPION)
     assert not response.fallback and len(response.request_id) == 32
+    assert all(i.title for i in response.items)  # titles travel in the bundle (items.parquet)
+
+
+def test_a_bundle_saved_without_titles_still_loads(bundle_dir: Path, tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(bundle_dir, old)
+    (old / "items.parquet").unlink()
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["files"]["items.parquet"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    manager = ModelManager("content-ranker", tracking_uri=None, precompute=False)
+    manager.load_bundle(old)
+    response = runtime(manager).predict(PredictRequest(user_id=1, n=3))
+    assert len(response.items) == 3 and all(i.title is None for i in response.items)
 
 
 def test_unknown_user_is_ranked_from_the_profile(manager: ModelManager) -> None:
