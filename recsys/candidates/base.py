@@ -20,6 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys.data.matrix import InteractionData
+from recsys.profiles import ProfileBlock
 
 SECONDS_PER_DAY = 86400.0
 
@@ -72,8 +73,15 @@ class CandidateGenerator(ABC):
 
     _state_names: ClassVar[tuple[str, ...]] = ()
 
-    def _score_unknown(self, n: int, profiles: pd.DataFrame | None) -> np.ndarray:
+    profile_aware: ClassVar[bool] = False
+    """Whether the scores of users without history depend on their profile (if not, they all score alike)."""
+
+    def _score_unknown(self, n: int, profiles: ProfileBlock | None) -> np.ndarray:
         return np.broadcast_to(self.fallback_, (n, len(self.item_ids_))).copy()
+
+    def cold_scores(self) -> np.ndarray:
+        """Catalog scores of a user without history and without a profile, shape ``(n_items,)``."""
+        return self._score_unknown(1, None)[0]
 
     # -- shared behaviour ------------------------------------------------------------------------------
     def fit(self, data: InteractionData) -> Self:
@@ -91,11 +99,12 @@ class CandidateGenerator(ABC):
             return np.full(len(user_ids), -1)
         return np.where(self.user_ids_[pos] == user_ids, pos, -1)
 
-    def score(self, user_ids: np.ndarray | list[int], profiles: pd.DataFrame | None = None) -> np.ndarray:
+    def score(self, user_ids: np.ndarray | list[int], profiles: ProfileBlock | pd.DataFrame | None = None
+              ) -> np.ndarray:
         """Dense scores over the catalog for each user; seen items are NOT masked here.
 
-        ``profiles`` (indexed like ``user_ids``, columns age/gender/occupation/zip) is used for users
-        without history by generators that understand it.
+        ``profiles`` (one row per user: a :class:`ProfileBlock`, or a frame with columns age/gender/occupation/zip)
+        is used for users without history by generators that understand it.
         """
         ids = np.asarray(user_ids, dtype=np.int64)
         rows = self.user_rows(ids)
@@ -104,7 +113,7 @@ class CandidateGenerator(ABC):
         if known.any():
             out[known] = self._score_known(rows[known])
         if (~known).any():
-            sub = None if profiles is None else profiles.iloc[np.flatnonzero(~known)]
+            sub = None if profiles is None else ProfileBlock.of(profiles, len(ids)).take(np.flatnonzero(~known))
             out[~known] = self._score_unknown(int((~known).sum()), sub)
         return out
 
@@ -128,7 +137,7 @@ class CandidateGenerator(ABC):
         return (seen + extra).tocsr()
 
     def recommend_batch(
-        self, user_ids: np.ndarray | list[int], k: int, profiles: pd.DataFrame | None = None,
+        self, user_ids: np.ndarray | list[int], k: int, profiles: ProfileBlock | pd.DataFrame | None = None,
         exclude: list[list[int]] | None = None,
     ) -> list[Candidates]:
         """Top-``k`` unseen, non-excluded items per user."""
@@ -142,7 +151,7 @@ class CandidateGenerator(ABC):
     def candidates(self, user_id: int, k: int, profile: dict[str, Any] | None = None,
                    exclude: list[int] | None = None) -> Candidates:
         """Top-``k`` candidates of one user (see :meth:`recommend_batch`)."""
-        prof = None if profile is None else pd.DataFrame([profile])
+        prof = None if profile is None else ProfileBlock.from_records([profile])
         return self.recommend_batch([user_id], k, prof, None if exclude is None else [list(exclude)])[0]
 
     # -- persistence -------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pandas as pd
 from recsys import schema as S
 from recsys.candidates.base import SECONDS_PER_DAY, CandidateGenerator, decay_weights, decayed_counts
 from recsys.data.matrix import InteractionData
+from recsys.profiles import ProfileBlock
 
 
 class Popularity(CandidateGenerator):
@@ -31,7 +32,7 @@ class Popularity(CandidateGenerator):
     def _score_known(self, rows: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.counts_, (len(rows), len(self.counts_))).copy()
 
-    def _score_unknown(self, n: int, profiles: pd.DataFrame | None) -> np.ndarray:
+    def _score_unknown(self, n: int, profiles: ProfileBlock | None) -> np.ndarray:
         return self._score_known(np.zeros(n, dtype=np.int64))
 
 
@@ -51,13 +52,13 @@ def age_bucket(age: np.ndarray | pd.Series) -> np.ndarray:
     return np.digitize(np.asarray(age, dtype=np.float64), AGE_BINS[1:-1])
 
 
-def segment_keys(profiles: pd.DataFrame, occupations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def segment_keys(profiles: ProfileBlock, occupations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(gender x age-bucket) and occupation segment ids of each profile; unknown values map to -1."""
-    gender = profiles[S.GENDER].astype(str).map({"M": 0, "F": 1}).fillna(-1).to_numpy(np.int64)
-    age = pd.to_numeric(profiles[S.AGE], errors="coerce").to_numpy(np.float64)
+    gender = np.where(np.isnan(profiles.female), -1, np.nan_to_num(profiles.female)).astype(np.int64)
+    age = profiles.age
     bucket = np.where(np.isnan(age), -1, age_bucket(np.nan_to_num(age)))
     demo = np.where((gender < 0) | (bucket < 0), -1, gender * len(AGE_BINS) + bucket)
-    occ = np.asarray(profiles[S.OCCUPATION].astype(str))
+    occ = profiles.occupation.astype(str)
     pos = np.clip(np.searchsorted(occupations, occ), 0, len(occupations) - 1)
     occ_id = np.where(occupations[pos] == occ, pos, -1)
     return demo.astype(np.int64), occ_id.astype(np.int64)
@@ -72,6 +73,7 @@ class ProfilePopularity(CandidateGenerator):
     """
 
     name = "profile_popularity"
+    profile_aware = True
 
     def __init__(self, half_life_days: float | None = 14.0, shrinkage: float = 50.0) -> None:
         self.half_life_days = half_life_days
@@ -90,13 +92,15 @@ class ProfilePopularity(CandidateGenerator):
         profiles = data.users.drop_duplicates(S.USER).set_index(S.USER)
         inter = data.interactions
         # users without a profile row get segment -1 (global popularity) instead of a neighbour's segment
-        demo_i, occ_i = segment_keys(profiles.reindex(inter[S.USER].to_numpy()), self.occupations_)
+        demo_i, occ_i = segment_keys(ProfileBlock.from_frame(profiles.reindex(inter[S.USER].to_numpy())),
+                                     self.occupations_)
         cols = np.searchsorted(data.item_ids, inter[S.ITEM].to_numpy())
         w = decay_weights(inter[S.TS].to_numpy(), data.now, self.half_life_days)
         n_demo, n_occ = 2 * len(AGE_BINS), len(self.occupations_)
         self.demo_scores_ = self._segment_table(demo_i, cols, w, n_demo, data.n_items)
         self.occ_scores_ = self._segment_table(occ_i, cols, w, n_occ, data.n_items)
-        self.user_demo_, self.user_occ_ = segment_keys(profiles.reindex(data.user_ids), self.occupations_)
+        self.user_demo_, self.user_occ_ = segment_keys(ProfileBlock.from_frame(profiles.reindex(data.user_ids)),
+                                                       self.occupations_)
 
     def _segment_table(self, seg: np.ndarray, cols: np.ndarray, w: np.ndarray, n_seg: int, n_items: int) -> np.ndarray:
         ok = seg >= 0
@@ -113,8 +117,8 @@ class ProfilePopularity(CandidateGenerator):
     def _score_known(self, rows: np.ndarray) -> np.ndarray:
         return self._blend(self.user_demo_[rows], self.user_occ_[rows])
 
-    def _score_unknown(self, n: int, profiles: pd.DataFrame | None) -> np.ndarray:
-        if profiles is None or not set(S.PROFILE_FIELDS[:3]) <= set(profiles.columns):
+    def _score_unknown(self, n: int, profiles: ProfileBlock | None) -> np.ndarray:
+        if profiles is None:
             return np.broadcast_to(self.global_, (n, len(self.global_))).copy()
         demo, occ = segment_keys(profiles, self.occupations_)
         return self._blend(demo, occ)

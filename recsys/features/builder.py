@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from recsys import schema as S
-from recsys.candidates.base import CandidateGenerator, mask_scores
+from recsys.candidates.base import CandidateGenerator
 from recsys.data.load import genre_names
 from recsys.data.matrix import InteractionData
+from recsys.profiles import ProfileBlock
 
 DAY = 86400.0
 PERSONAL_SCORES = ("ease", "item_knn", "recent_item_knn")
@@ -30,7 +31,7 @@ class CandidateBatch:
     """Candidates of a batch of users as flat (row, item column) pairs plus every generator's dense scores."""
 
     user_ids: np.ndarray
-    profiles: pd.DataFrame
+    profiles: ProfileBlock
     pair_user: np.ndarray
     """Index into ``user_ids`` of each pair."""
     pair_col: np.ndarray
@@ -50,33 +51,62 @@ class Stage1:
     def __init__(self, generators: dict[str, CandidateGenerator], per_generator: int) -> None:
         self.generators = generators
         self.per_generator = per_generator
+        self._cold: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        """Per generator that ignores profiles: the scores, ranks and top columns of a user without history."""
 
     def fit(self, data: InteractionData) -> Stage1:
         self.fit_seconds_: dict[str, float] = {}
+        self._cold = {}
         for name, gen in self.generators.items():
             t0 = time.perf_counter()
             gen.fit(data)
             self.fit_seconds_[name] = time.perf_counter() - t0
         return self
 
-    def candidates(self, user_ids: np.ndarray, profiles: pd.DataFrame,
+    def _ranked(self, masked: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rank of every item, 1 = best; the top ``per_generator`` columns; whether each of those is finite)."""
+        n_items = masked.shape[1]
+        order = np.argsort(-masked, axis=1, kind="stable")
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(1, n_items + 1)[None, :], axis=1)
+        top = order[:, :min(self.per_generator, n_items)]
+        return rank.astype(np.float32), top, np.isfinite(np.take_along_axis(masked, top, axis=1))
+
+    def _cold_rows(self, name: str, gen: CandidateGenerator) -> tuple[np.ndarray, ...]:
+        if name not in self._cold:  # computed once per fitted generator (a race only computes it twice)
+            row = gen.cold_scores()[None, :]
+            self._cold[name] = (row, *self._ranked(row))
+        return self._cold[name]
+
+    def candidates(self, user_ids: np.ndarray, profiles: ProfileBlock | pd.DataFrame | None,
                    exclude: list[list[int]] | None = None) -> CandidateBatch:
         ids = np.asarray(user_ids, dtype=np.int64)
+        profiles = ProfileBlock.of(profiles, len(ids))
         any_gen = next(iter(self.generators.values()))
-        blocked = any_gen.blocked(ids, exclude)
         n_items = len(any_gen.item_ids_)
+        # Users without history have seen nothing, so without exclusions nothing is blocked, and a generator that
+        # ignores profiles scores them all alike: its ranking of such a user is computed once (the cold-start
+        # request path then ranks only the profile-aware generators).
+        cold = not any(exclude or []) and not (any_gen.user_rows(ids) >= 0).any()
+        block_r = block_c = None
+        if not cold:
+            block_r, block_c = any_gen.blocked(ids, exclude).nonzero()
         union = np.zeros((len(ids), n_items), dtype=bool)
         scores, ranks = {}, {}
         for name, gen in self.generators.items():
-            masked = mask_scores(gen.score(ids, profiles), blocked)
-            order = np.argsort(-masked, axis=1, kind="stable")
-            rank = np.empty_like(order)
-            np.put_along_axis(rank, order, np.arange(1, n_items + 1)[None, :], axis=1)
-            k = min(self.per_generator, n_items)
-            top = order[:, :k]
-            finite = np.isfinite(np.take_along_axis(masked, top, axis=1))
+            if cold and not gen.profile_aware:
+                shape = (len(ids), n_items)
+                row, rank_row, top_row, finite_row = self._cold_rows(name, gen)
+                masked, rank = np.broadcast_to(row, shape), np.broadcast_to(rank_row, shape)
+                top = np.broadcast_to(top_row, (len(ids), top_row.shape[1]))
+                finite = np.broadcast_to(finite_row, top.shape)
+            else:
+                masked = gen.score(ids, profiles)  # a fresh array: masked in place
+                if block_r is not None:
+                    masked[block_r, block_c] = -np.inf
+                rank, top, finite = self._ranked(masked)
             np.put_along_axis(union, top, finite | np.take_along_axis(union, top, axis=1), axis=1)
-            scores[name], ranks[name] = masked, rank.astype(np.float32)
+            scores[name], ranks[name] = masked, rank
         pair_user, pair_col = np.nonzero(union)
         return CandidateBatch(ids, profiles, pair_user, pair_col, scores, ranks, any_gen.item_ids_)
 
@@ -201,13 +231,10 @@ class FeatureBuilder:
         cols.append((~known).astype(np.float64)[pu])
 
         prof = batch.profiles
-        age = pd.to_numeric(prof[S.AGE], errors="coerce").to_numpy(np.float64)
-        female = prof[S.GENDER].astype(str).map({"F": 1.0, "M": 0.0}).to_numpy(np.float64)
-        occ = np.asarray(prof[S.OCCUPATION].astype(str))
+        age, female, region = prof.age, prof.female, prof.zip_region
+        occ = prof.occupation.astype(str)
         pos = np.clip(np.searchsorted(self.occupations_, occ), 0, len(self.occupations_) - 1)
         occ_code = np.where(self.occupations_[pos] == occ, pos, np.nan).astype(np.float64)
-        zip_first = prof[S.ZIP].astype(str).str[:1]
-        region = pd.to_numeric(zip_first, errors="coerce").to_numpy(np.float64)
         cols += [age[pu], female[pu], occ_code[pu], region[pu]]
 
         ug = np.where(known[:, None], self.user_genres_[urow], np.nan)

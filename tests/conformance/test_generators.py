@@ -100,6 +100,16 @@ def test_unknown_user(fitted: CandidateGenerator, data: InteractionData, profile
     assert len(c.items) == 7
 
 
+def test_cold_scores_declare_their_profile_use(fitted: CandidateGenerator) -> None:
+    """A generator not marked ``profile_aware`` scores every user without history alike, whatever the profile:
+    the serving path ranks its cold-start list once per bundle on that promise."""
+    others = [PROFILE, {**PROFILE, schema.AGE: 61, schema.GENDER: "M", schema.OCCUPATION: "retired"}, None]
+    frame = pd.DataFrame([p or {} for p in others], columns=list(schema.PROFILE_FIELDS))
+    scores = fitted.score([UNKNOWN_USER, UNKNOWN_USER + 1, UNKNOWN_USER + 2], frame)
+    same = all(np.array_equal(row, fitted.cold_scores(), equal_nan=True) for row in scores)
+    assert same is not fitted.profile_aware
+
+
 def test_k_beyond_catalog(fitted: CandidateGenerator, data: InteractionData) -> None:
     k = data.n_items + 50
     for user in (1, 2):
