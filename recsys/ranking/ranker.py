@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
@@ -68,3 +74,42 @@ def feature_importance(booster: lgb.Booster) -> dict[str, float]:
 
 def predict(booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
     return np.asarray(booster.predict(x, num_threads=1))
+
+
+def compile_trees(booster: lgb.Booster, cache_dir: Path | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """``booster``'s trees compiled to machine code with lleaves (LLVM): a ``predict(x)`` ~10x faster than
+    LightGBM's on the few hundred rows of one request, equal to it up to float rounding (~1e-15).
+
+    Compiling takes a few seconds; with ``cache_dir`` the object file is kept under a key of the model text, the
+    lleaves/llvmlite versions and the host CPU (an object file is specific to all three), written to a temporary
+    name first and renamed, so processes compiling the same model at once never read a half-written file.
+    """
+    import lleaves
+    import llvmlite
+    import llvmlite.binding as llvm
+
+    text = booster.model_to_string()
+    with tempfile.TemporaryDirectory(prefix="recsys-trees-") as tmp:
+        model_file = Path(tmp) / "ranker.txt"
+        model_file.write_text(text)
+        model = lleaves.Model(model_file=str(model_file))
+        if cache_dir is None:
+            model.compile()
+        else:
+            host = f"{version('lleaves')}|{llvmlite.__version__}|{llvm.get_host_cpu_name()}|" \
+                   f"{llvm.get_host_cpu_features().flatten()}"
+            key = hashlib.sha256((text + host).encode()).hexdigest()[:32]
+            cache = cache_dir / f"ranker-{key}.o"
+            if cache.exists():
+                model.compile(cache=str(cache))
+            else:
+                cache_dir.mkdir(parents=True, exist_ok=True)
+                partial = Path(tmp) / "ranker.o"
+                model.compile(cache=str(partial))
+                shutil.copyfile(partial, cache.with_suffix(f".{os.getpid()}.part"))
+                os.replace(cache.with_suffix(f".{os.getpid()}.part"), cache)
+
+    def predict_compiled(x: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict(np.asarray(x, dtype=np.float64), n_jobs=1))
+
+    return predict_compiled

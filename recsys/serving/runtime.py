@@ -13,6 +13,7 @@ HTTP layer (BentoML) only maps routes and status codes, and tests drive the logi
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import uuid
@@ -54,6 +55,11 @@ class ServingRuntime:
         self.router = router
         self.observers = observers or []
         self.shadow = ShadowStats()
+        # request ids: a random prefix per runtime (each worker process has its own) and a counter; 32 hex digits
+        # like a uuid4, without uuid4's os.urandom call per request (it releases the GIL: a worker thread ranking a
+        # cold-start request would then hold it while the event loop waits to finish a cached answer)
+        self._id_prefix = uuid.uuid4().hex[:20]
+        self._counter = itertools.count()
         self._shadow_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
         self._shadow_slot = threading.BoundedSemaphore(4)  # at most 4 waiting shadow jobs; the rest are dropped
 
@@ -73,12 +79,21 @@ class ServingRuntime:
             raise NotReadyError("no model loaded yet")
         return variant, model
 
+    def is_cached(self, request: PredictRequest) -> bool:
+        """Whether the answer is a lookup in precomputed answers (cheap enough to run on an event loop)."""
+        try:
+            _, model = self.choose(request.user_id)
+        except NotReadyError:
+            return True  # the 503 is immediate
+        profile = request.profile.model_dump() if request.profile is not None else None
+        return model.is_cached(request.user_id, request.n, request.exclude or None, profile)
+
     def predict(self, request: PredictRequest) -> PredictResponse:
         variant, model = self.choose(request.user_id)
         profile = request.profile.model_dump() if request.profile is not None else None
-        recs, known = model.recommend(request.user_id, request.n, exclude=request.exclude or None, profile=profile)
-        fallback = not known
-        request_id = uuid.uuid4().hex
+        answer = model.recommend(request.user_id, request.n, exclude=request.exclude or None, profile=profile)
+        recs, fallback = answer.items, not answer.known
+        request_id = f"{self._id_prefix}{next(self._counter):012x}"
         titles = model.recommender.titles
         items = [Item(item_id=r.item_id, score=r.score, title=titles.get(r.item_id)) for r in recs]
         response = PredictResponse(request_id=request_id, user_id=request.user_id, items=items,
@@ -87,6 +102,7 @@ class ServingRuntime:
                                    fallback=fallback)
         self._emit("predict", {"request_id": request_id, "variant": variant, "alias": model.alias,
                                "version": model.version, "fallback": fallback, "n": request.n,
+                               "candidates": answer.candidates,
                                "user_id": request.user_id, "items": [r.item_id for r in recs],
                                "scores": [r.score for r in recs], "profile": profile, "model": model})
         self._maybe_shadow(request, [r.item_id for r in recs], request_id)
@@ -107,8 +123,8 @@ class ServingRuntime:
         def score() -> None:
             try:
                 profile = request.profile.model_dump() if request.profile is not None else None
-                shadow, _ = model.recommend(request.user_id, request.n, exclude=request.exclude or None,
-                                            profile=profile)
+                shadow = model.recommend(request.user_id, request.n, exclude=request.exclude or None,
+                                         profile=profile).items
                 overlap = overlap_at_k(served, [r.item_id for r in shadow], k=min(10, request.n))
                 self.shadow.scored += 1
                 self.shadow.overlap_sum += overlap

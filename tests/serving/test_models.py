@@ -4,8 +4,10 @@ and an unreachable registry changes nothing."""
 
 from __future__ import annotations
 
+import gc
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -57,6 +59,48 @@ def test_bundle_dir_loads_without_a_registry(registry: SimpleNamespace) -> None:
     assert model.info()["source"].startswith("bundle") and model.info()["features"] > 10
 
 
+def test_a_load_freezes_the_heap(registry: SimpleNamespace) -> None:
+    """After a swap the loaded state is out of the collector's full passes (the p99 tail they caused)."""
+    gc.unfreeze()
+    try:
+        ModelManager(MODEL, tracking_uri=None, freeze_heap=False).load_bundle(registry.bundle)
+        assert gc.get_freeze_count() == 0
+        ModelManager(MODEL, tracking_uri=None).load_bundle(registry.bundle)
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
+
+
+def test_trees_compile_in_the_background_and_answer_alike(registry: SimpleNamespace, tmp_path: Path) -> None:
+    plain = ModelManager(MODEL, tracking_uri=None, freeze_heap=False, precompute=False)
+    plain.load_bundle(registry.bundle)
+    compiled = ModelManager(MODEL, tracking_uri=None, freeze_heap=False, precompute=False, compile_trees=True,
+                            compiled_dir=tmp_path / "compiled")
+    model = compiled.load_bundle(registry.bundle)
+    assert compiled.wait_compiled(120) and compiled.stats.compiled == 1 and compiled.stats.compile_failed == 0
+    assert model.info()["engine"] == "lleaves" and plain.get(CHAMPION).info()["engine"] == "lightgbm"
+    cached = list((tmp_path / "compiled").glob("ranker-*.o"))
+    assert len(cached) == 1
+    for user, profile in [(10**6, {"age": 23, "gender": "F", "occupation": "student", "zip": "55414"}),
+                          (10**6, {"age": 70}), (int(model.recommender.profiles.index[0]), None)]:
+        a = plain.get(CHAMPION).recommend(user, 20, profile=profile)
+        b = model.recommend(user, 20, profile=profile)
+        assert [r.item_id for r in a.items] == [r.item_id for r in b.items]
+        assert [r.score for r in a.items] == pytest.approx([r.score for r in b.items], abs=1e-9)
+    again = ModelManager(MODEL, tracking_uri=None, freeze_heap=False, precompute=False, compile_trees=True,
+                         compiled_dir=tmp_path / "compiled")
+    assert again.load_bundle(registry.bundle) and again.wait_compiled(120) and again.stats.compiled == 1
+    assert list((tmp_path / "compiled").glob("ranker-*.o")) == cached  # loaded from the cache, not rebuilt
+
+
+def test_compiled_trees_that_disagree_are_refused(registry: SimpleNamespace) -> None:
+    rec = ModelManager(MODEL, tracking_uri=None, freeze_heap=False, precompute=False).load_bundle(
+        registry.bundle).recommender
+    with pytest.raises(BundleError, match="compiled trees differ from LightGBM"):
+        rec.compile_trees(tolerance=-1.0)  # no gap is below -1: the check itself refuses
+    assert rec.engine == "lightgbm"
+
+
 def test_a_tampered_bundle_dir_is_refused_and_the_old_model_stays(registry: SimpleNamespace, tmp_path: Path) -> None:
     manager = ModelManager(MODEL, tracking_uri=None)
     good = manager.load_bundle(registry.bundle)
@@ -101,6 +145,30 @@ def test_refresh_follows_the_aliases_and_swaps(registry: SimpleNamespace) -> Non
         t.join()
     assert not errors and seen <= {1, 2} and manager.get(CHAMPION).version == 2
     assert manager.stats.succeeded == 3 and manager.stats.failed == 0
+
+
+def test_a_reload_request_reaches_every_watcher(registry: SimpleNamespace, tmp_path: Path) -> None:
+    """Two managers standing for two worker processes share a reload marker: a reload asked of one moves both,
+    long before their 60 s watch interval."""
+    point(registry, CHAMPION, 1)
+    marker = tmp_path / "reload-marker"
+    workers = [ModelManager(MODEL, registry.uri, aliases=(CHAMPION,), freeze_heap=False) for _ in range(2)]
+    try:
+        for w in workers:
+            w.refresh()
+            w.start_watcher(60.0, reload_marker=marker)
+        point(registry, CHAMPION, 2)
+        time.sleep(0.5)
+        assert [w.get(CHAMPION).version for w in workers] == [1, 1]  # nobody asked yet
+        workers[0].request_reload()
+        deadline = time.time() + 30
+        while time.time() < deadline and any(w.get(CHAMPION).version != 2 for w in workers):
+            time.sleep(0.1)
+        assert [w.get(CHAMPION).version for w in workers] == [2, 2]
+    finally:
+        point(registry, CHAMPION, 1)
+        for w in workers:
+            w.stop()
 
 
 def test_a_corrupt_registered_bundle_is_rejected(registry: SimpleNamespace) -> None:

@@ -42,6 +42,10 @@ def test_known_user_gets_n_ranked_items_with_model_info(manager: ModelManager) -
     assert scores == sorted(scores, reverse=True)
     assert (response.model.alias, response.model.version, response.model.variant) == (CHAMPION, 1, CHAMPION)
     assert not response.fallback and len(response.request_id) == 32
+    again = rt.predict(PredictRequest(user_id=1))
+    assert again.request_id != response.request_id and again.request_id[:20] == response.request_id[:20]
+    other = runtime(manager).predict(PredictRequest(user_id=1))  # another worker: another prefix
+    assert other.request_id[:20] != response.request_id[:20]
     assert all(i.title for i in response.items)  # titles travel in the bundle (items.parquet)
 
 
