@@ -18,18 +18,24 @@ Configuration (environment variables, read when the service starts; the two traf
     SQLAlchemy URL of the feedback store (default ``sqlite:///<RECSYS_VAR_DIR>/serving/feedback.db``).
 ``RECSYS_EXPERIMENT`` / ``RECSYS_EXPERIMENT_FILE``
     the A/B experiment (see :mod:`recsys.serving.router`); default 100 % champion.
-``RECSYS_MAX_CONCURRENCY`` / ``RECSYS_TIMEOUT`` / ``RECSYS_THREADS``
-    in-flight requests per service before 429 (default 128, split by BentoML across the workers: 32 shed
-    closed-loop load as a storm of instant 429s, see benchmarks/serving.py), request timeout in seconds
-    (default 10; then 504), and the threads running the synchronous endpoints per worker (default 4).
+``RECSYS_TRAFFIC_RATE`` / ``RECSYS_TRAFFIC_DIR``
+    share of predict requests whose feature rows and scores are logged for drift monitoring (default 0.01;
+    0 disables), and where (default ``<RECSYS_VAR_DIR>/serving/traffic/``).
+``RECSYS_ASSIGNMENT_DIR``
+    where every predict's variant assignment is logged (default ``<RECSYS_VAR_DIR>/serving/assignments/``).
+``RECSYS_MAX_CONCURRENCY`` / ``RECSYS_TIMEOUT`` / ``RECSYS_THREADS`` / ``RECSYS_ACCESS_LOG``
+    BentoML's traffic limits, threads and access log: see :mod:`recsys.serving.options` (read at import).
 
 HTTP contract:
 
-- ``POST /predict`` (bentoml.api): :class:`PredictRequest` -> :class:`PredictResponse`; invalid body 400 (BentoML
-  maps a pydantic ValidationError to 400 with the errors), no champion loaded 503.
+- ``POST /predict`` (async bentoml.api): :class:`PredictRequest` -> :class:`PredictResponse`; invalid body 400
+  (BentoML maps a pydantic ValidationError to 400 with the errors), no champion loaded 503. A precomputed answer
+  is looked up on the event loop; anything else is ranked on a worker thread, so the loop never waits on numpy.
+  Every answer's assignment is logged (``AssignmentLog``), a sample of them with features (``TrafficLog``).
 - ``POST /feedback`` (bentoml.api): :class:`FeedbackEvent` -> 202 ``{"event_id", "stored"}`` after the commit;
   ``stored`` is false for a duplicate ``event_id``.
-- ``GET /model``, ``POST /admin/reload`` (a FastAPI app mounted on the service): loaded models, experiment, swap
+- ``GET /model``, ``POST /admin/reload`` (a FastAPI app mounted on the service; a reload also touches
+  ``<RECSYS_VAR_DIR>/serving/reload-<model>`` so every worker's watcher refreshes): loaded models, experiment, swap
   and shadow stats; registry refresh now (401 without the bearer token, 503 when no token is configured).
 - ``/livez``, ``/readyz`` (503 until a champion is loaded, via ``__is_ready__``), ``/metrics`` and ``/docs.json``
   are BentoML's own; ``/metrics`` also carries the ``recsys_*`` metrics defined here.
@@ -43,39 +49,59 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import bentoml
 from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel
 
+from recsys.config import Settings
 from recsys.serving.feedback import FeedbackEvent, FeedbackStore, default_feedback_url
-from recsys.serving.models import ModelManager
+from recsys.serving.models import CHAMPION, LoadedModel, ModelManager
+from recsys.serving.options import bento_options, threads
 from recsys.serving.router import Experiment, Router
-from recsys.serving.runtime import NotReadyError, ServingRuntime
+from recsys.serving.runtime import NotReadyError, Observer, ServingRuntime
 from recsys.serving.schemas import PredictRequest, PredictResponse
+from recsys.serving.traffic import AssignmentLog, TrafficLog
 
 logger = logging.getLogger("recsys.bento")
 
-MAX_CONCURRENCY = int(os.environ.get("RECSYS_MAX_CONCURRENCY", "128"))
-TIMEOUT_S = float(os.environ.get("RECSYS_TIMEOUT", "10"))
-THREADS = int(os.environ.get("RECSYS_THREADS", "4"))
+THREADS = threads()
 
 # -- metrics (prometheus_client; aggregated across workers through PROMETHEUS_MULTIPROC_DIR) ----------------------
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+SCORE_BUCKETS = (-4.0, -3.0, -2.0, -1.5, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
+CANDIDATE_BUCKETS = (0, 10, 25, 50, 100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000)
 PREDICTIONS = Counter("recsys_predict_requests", "predict requests by variant (alias served) and status",
                       ["variant", "status"])
 FALLBACKS = Counter("recsys_predict_fallback", "predictions for unknown users (cold-start policy)", ["variant"])
 PREDICT_LATENCY = Histogram("recsys_predict_latency_seconds", "time inside the runtime's predict",
-                            buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0))
+                            buckets=LATENCY_BUCKETS)
+REQUEST_LATENCY = Histogram("recsys_request_latency_seconds",
+                            "time inside the endpoint handler, by endpoint and model version (successes only)",
+                            ["endpoint", "version"], buckets=LATENCY_BUCKETS)
+CANDIDATES = Histogram("recsys_predict_candidates", "candidates the ranker scored per predict request",
+                       buckets=CANDIDATE_BUCKETS)
+SCORES = Histogram("recsys_predict_score", "ranker scores of the served items, by variant", ["variant"],
+                   buckets=SCORE_BUCKETS)
 SHADOW_OVERLAP = Histogram("recsys_shadow_overlap", "overlap@10 of the shadow ranking with the served one",
                            buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0))
 SWAPS = Counter("recsys_model_swaps", "model loads by outcome", ["outcome"])
 REGISTRY_ERRORS = Counter("recsys_registry_errors", "registry look-ups that failed (the current model kept serving)")
-FEEDBACK = Counter("recsys_feedback_events", "feedback events received", ["event", "stored"])
+FEEDBACK = Counter("recsys_feedback_events", "feedback events received, by type, variant and whether stored",
+                   ["event", "variant", "stored"])
+LOG_DROPPED = Counter("recsys_log_dropped", "traffic/assignment log entries dropped (full queue)", ["log"])
 MODEL_INFO = Gauge("recsys_model_info", "1 for the model version serving each alias",
-                   ["alias", "name", "version", "run_id"], multiprocess_mode="livemax")
+                   ["alias", "name", "version", "run_id", "data_hash"], multiprocess_mode="livemax")
 MODEL_AGE = Gauge("recsys_model_age_seconds", "seconds since the alias's model was loaded", ["alias"],
                   multiprocess_mode="livemax")
+
+
+def version_label(version: int | None) -> str:
+    """A model version as a label value: ``none`` for a bundle without a registry version."""
+    return "none" if version is None else str(version)
 
 
 class FeedbackAck(BaseModel):
@@ -121,20 +147,15 @@ class _MetricsSync:
                 MODEL_AGE.labels(alias).set(round(now - model.loaded_at, 1))
 
     @staticmethod
-    def _model_labels(model: Any) -> tuple[str, ...]:
-        version = "" if model.version is None else str(model.version)
-        return (model.alias, model.name, version, str(model.run_id or ""))
+    def _model_labels(model: LoadedModel) -> tuple[str, ...]:
+        data_hash = model.data_hash or model.recommender.manifest.get("data_hash") or ""
+        return (model.alias, model.name, version_label(model.version), str(model.run_id or ""), str(data_hash))
 
 
 admin_app = FastAPI(title="recsys admin", docs_url=None, redoc_url=None, openapi_url=None)
 
 
-@bentoml.service(
-    name="recommender",
-    traffic={"timeout": TIMEOUT_S, "max_concurrency": MAX_CONCURRENCY},
-    threads=THREADS,
-    metrics={"enabled": True},
-)
+@bentoml.service(name="recommender", **bento_options())
 @bentoml.asgi_app(admin_app, path="/")
 class RecommenderService:
     """MovieLens recommendations with hot-swapped registry models, A/B routing, shadow scoring and feedback."""
@@ -144,9 +165,23 @@ class RecommenderService:
         name = env.get("RECSYS_MODEL_NAME", "content-ranker")
         tracking_uri = env.get("MLFLOW_TRACKING_URI") or None
         self.admin_token = env.get("RECSYS_ADMIN_TOKEN") or None
-        self.manager = ModelManager(name, tracking_uri)
+        serving_dir = Settings().var_dir / "serving"  # RECSYS_VAR_DIR, default var/
+        compile_trees = env.get("RECSYS_COMPILE_TREES", "1").strip().lower() not in {"0", "false", "off", "no"}
+        self.manager = ModelManager(name, tracking_uri, compile_trees=compile_trees,
+                                    compiled_dir=Path(env.get("RECSYS_COMPILED_DIR") or serving_dir / "compiled"))
         self.sync_metrics = _MetricsSync(self.manager)
-        self.runtime = ServingRuntime(self.manager, Router(Experiment.from_env()), observers=[self._observe])
+        self.assignments = AssignmentLog(Path(env.get("RECSYS_ASSIGNMENT_DIR") or serving_dir / "assignments"),
+                                         on_drop=LOG_DROPPED.labels("assignments").inc)
+        rate = float(env.get("RECSYS_TRAFFIC_RATE", "0.01"))
+        self.traffic = None if rate == 0 else TrafficLog(
+            Path(env.get("RECSYS_TRAFFIC_DIR") or serving_dir / "traffic"), rate=rate,
+            on_drop=LOG_DROPPED.labels("traffic").inc)
+        LOG_DROPPED.labels("traffic")  # exported at 0 from the start
+        observers: list[Observer] = [self._observe, self.assignments]
+        if self.traffic is not None:
+            observers.append(self.traffic)
+        self.runtime = ServingRuntime(self.manager, Router(Experiment.from_env()), observers=observers)
+        self._limiter: anyio.CapacityLimiter | None = None  # made on the event loop, at the first uncached predict
         self.feedback_store = FeedbackStore(env.get("RECSYS_FEEDBACK_URL") or default_feedback_url())
 
         bundle = env.get("RECSYS_BUNDLE_DIR")
@@ -167,7 +202,8 @@ class RecommenderService:
             logger.exception("registry refresh failed at start; serving what is loaded")
         interval = float(env.get("RECSYS_WATCH_INTERVAL", "10"))
         if tracking_uri is not None and interval > 0:
-            self.manager.start_watcher(interval)
+            # /admin/reload reaches one worker: it touches this file and every worker's watcher refreshes too
+            self.manager.start_watcher(interval, reload_marker=serving_dir / f"reload-{name}")
         self.sync_metrics()
         self._stop = threading.Event()
         self._metrics_thread = threading.Thread(target=self._metrics_loop, name="metrics-sync", daemon=True)
@@ -181,10 +217,26 @@ class RecommenderService:
                 logger.warning("metrics sync failed", exc_info=True)
 
     def _observe(self, event: str, fields: dict[str, Any]) -> None:
-        if event == "predict" and fields.get("fallback"):
-            FALLBACKS.labels(fields["variant"]).inc()
+        if event == "predict":
+            variant = fields["variant"]
+            if fields["fallback"]:
+                FALLBACKS.labels(variant).inc()
+            CANDIDATES.observe(fields["candidates"])
+            scores = SCORES.labels(variant)
+            for score in fields["scores"]:
+                scores.observe(score)
         elif event == "shadow":
             SHADOW_OVERLAP.observe(fields["overlap"])
+
+    def _variant_label(self, variant: str | None) -> str:
+        """A client-sent variant as a label: ``none`` when absent, ``other`` when no experiment or model knows it
+        (the label set stays bounded whatever clients send)."""
+        if variant is None:
+            return "none"
+        experiment = self.runtime.router.experiment
+        if variant in experiment.variants or variant == experiment.shadow or variant in self.manager.models:
+            return variant
+        return "other"
 
     def __is_ready__(self) -> bool:
         return self.manager.ready
@@ -192,33 +244,53 @@ class RecommenderService:
     @bentoml.on_shutdown
     def shutdown(self) -> None:
         self._stop.set()
-        self.runtime.close()
+        self.runtime.close()  # waits for the shadow jobs, which may still emit events
+        self.assignments.close()  # writes what is queued
+        if self.traffic is not None:
+            self.traffic.close()
         self.feedback_store.close()
 
     # -- model endpoints ---------------------------------------------------------------------------------------
     @bentoml.api(route="/predict", input_spec=PredictRequest)
-    def predict(self, **fields: Any) -> PredictResponse:
+    async def predict(self, **fields: Any) -> PredictResponse:
         """Top-n items for a user (an unknown user is ranked from the profile: ``fallback: true``)."""
         request = PredictRequest.model_construct(**fields)  # BentoML validated the body against PredictRequest
         t0 = time.perf_counter()
         try:
-            response = self.runtime.predict(request)
+            if self.runtime.is_cached(request):  # a lookup of a precomputed answer: microseconds, on the loop
+                response = self.runtime.predict(request)
+            else:  # ranking (numpy, LightGBM: milliseconds) on a worker thread, so the loop keeps serving
+                if self._limiter is None:
+                    self._limiter = anyio.CapacityLimiter(THREADS)
+                response = await anyio.to_thread.run_sync(self.runtime.predict, request, limiter=self._limiter)
         except NotReadyError as exc:
             PREDICTIONS.labels("none", "503").inc()
             return _error(503, str(exc))  # type: ignore[return-value]
         except Exception:
             PREDICTIONS.labels("none", "500").inc()
             raise
-        PREDICT_LATENCY.observe(time.perf_counter() - t0)
+        elapsed = time.perf_counter() - t0
+        PREDICT_LATENCY.observe(elapsed)
+        REQUEST_LATENCY.labels("predict", version_label(response.model.version)).observe(elapsed)
         PREDICTIONS.labels(response.model.variant, "200").inc()
         return response
 
+    # Synchronous on purpose: the commit fsyncs the SQLite WAL (blocking I/O for milliseconds), and BentoML runs a
+    # sync API on its worker threads (RECSYS_THREADS of them), which is exactly the offloading predict does by
+    # hand; an async def would only add a second thread hop per event.
     @bentoml.api(route="/feedback", input_spec=FeedbackEvent)
     def feedback(self, ctx: bentoml.Context, **fields: Any) -> FeedbackAck:
         """Record a click/watch/dismiss once per ``event_id``; answers 202 after the event is durably stored."""
+        t0 = time.perf_counter()
         event = FeedbackEvent.model_construct(**fields)  # validated by BentoML
         stored = self.feedback_store.record(event)
-        FEEDBACK.labels(event.event, str(stored).lower()).inc()
+        variant = self._variant_label(event.variant)
+        FEEDBACK.labels(event.event, variant, str(stored).lower()).inc()
+        # the version serving the event's variant when it is loaded, else the champion's
+        models = self.manager.models
+        model = models.get(event.variant or CHAMPION) or models.get(CHAMPION)
+        version = version_label(model.version) if model is not None else "none"
+        REQUEST_LATENCY.labels("feedback", version).observe(time.perf_counter() - t0)
         ctx.response.status_code = 202
         return FeedbackAck(event_id=event.event_id, stored=stored)
 
@@ -233,6 +305,7 @@ class RecommenderService:
             "models": {alias: model.info() for alias, model in self.manager.models.items()},
             "experiment": self.runtime.router.experiment.model_dump(mode="json"),
             "swaps": {"succeeded": stats.succeeded, "failed": stats.failed, "last_error": stats.last_error,
+                      "compiled": stats.compiled, "compile_failed": stats.compile_failed,
                       "registry_errors": stats.registry_errors},
             "shadow": {"scored": shadow.scored, "dropped": shadow.dropped, "mean_overlap": shadow.mean_overlap},
         }
@@ -261,7 +334,8 @@ class RecommenderService:
             return denied
         t0 = time.perf_counter()
         try:
-            outcome = self.manager.refresh()
+            self.manager.request_reload()  # the other workers (their watchers see the marker within 0.25 s)
+            outcome = self.manager.refresh()  # this one, now
         except Exception as exc:
             logger.exception("admin reload failed")
             return _error(502, f"refresh failed: {exc}")

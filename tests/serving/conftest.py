@@ -1,7 +1,8 @@
 """One in-process BentoML app for the serving tests (``to_asgi()`` may run only once per process).
 
 The environment is set before ``bentos/service.py`` is imported: ``PROMETHEUS_MULTIPROC_DIR`` (without it
-``GET /metrics`` hangs in-process), a bundle saved from ``small_model`` as ``RECSYS_BUNDLE_DIR``, no MLflow.
+``GET /metrics`` hangs in-process), a bundle saved from ``small_model`` as ``RECSYS_BUNDLE_DIR``, no MLflow, a
+temporary ``RECSYS_VAR_DIR`` (the traffic and assignment logs) and every request in the traffic log.
 """
 
 from __future__ import annotations
@@ -37,12 +38,14 @@ def service_env(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         "RECSYS_FEEDBACK_URL": f"sqlite:///{(tmp / 'feedback.db').as_posix()}",
         "RECSYS_WATCH_INTERVAL": "0",
         "RECSYS_VAR_DIR": str(tmp / "var"),
+        "RECSYS_TRAFFIC_RATE": "1",  # every request's feature rows (var/serving/traffic/)
     }
     Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir()
     mp = pytest.MonkeyPatch()
     for key, value in env.items():
         mp.setenv(key, value)
-    for key in ("MLFLOW_TRACKING_URI", "RECSYS_EXPERIMENT", "RECSYS_EXPERIMENT_FILE"):
+    for key in ("MLFLOW_TRACKING_URI", "RECSYS_EXPERIMENT", "RECSYS_EXPERIMENT_FILE", "RECSYS_TRAFFIC_DIR",
+                "RECSYS_ASSIGNMENT_DIR"):
         mp.delenv(key, raising=False)
     yield env
     mp.undo()

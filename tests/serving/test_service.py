@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -57,6 +59,20 @@ def test_model_lists_the_champion(client: Any) -> None:
     assert body["experiment"]["variants"] == {"champion": 1.0}
     assert body["swaps"]["succeeded"] >= 1 and body["swaps"]["failed"] == 0
     assert set(body["shadow"]) == {"scored", "dropped", "mean_overlap"}
+
+
+def test_the_champion_moves_to_compiled_trees(client: Any) -> None:
+    """RECSYS_COMPILE_TREES (default on): a few seconds after the load, compiled trees score the candidates."""
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        body = client.get("/model").json()
+        if body["models"]["champion"]["engine"] == "lleaves":
+            break
+        time.sleep(0.5)
+    assert body["models"]["champion"]["engine"] == "lleaves"
+    assert body["swaps"]["compiled"] >= 1 and body["swaps"]["compile_failed"] == 0
+    resp = client.post("/predict", json={"user_id": UNKNOWN_USER, "n": 5, "profile": {"age": 33}})
+    assert resp.status_code == 200 and len(resp.json()["items"]) == 5
 
 
 def test_openapi_lists_the_routes(client: Any) -> None:
@@ -249,6 +265,159 @@ def test_metrics_exposes_our_metrics(client: Any, known_users: list[int]) -> Non
         assert name in text, name
     assert 'variant="champion"' in text and 'alias="champion"' in text
     assert 'outcome="succeeded"' in text
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def _samples(client: Any) -> Samples:
+    """Every sample of ``GET /metrics`` keyed by (sample name, labels)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    resp = client.get("/metrics")
+    assert resp.status_code == 200
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(resp.text) for s in family.samples}
+
+
+def _value(samples: Samples, metric: str, /, **labels: str) -> float:
+    return samples.get((metric, frozenset(labels.items())), 0.0)
+
+
+def _service() -> Any:
+    from _bentoml_sdk.service import get_current_service
+
+    return get_current_service()
+
+
+def test_metrics_by_endpoint_version_variant(client: Any, known_users: list[int]) -> None:
+    champion = client.get("/model").json()["models"]["champion"]  # also syncs the model gauges
+    version = "none" if champion["version"] is None else str(champion["version"])
+    before = _samples(client)
+    bodies = [{"user_id": known_users[0], "n": 5},  # cached
+              {"user_id": known_users[1], "n": 6, "exclude": [1]},  # ranked on a worker thread
+              {"user_id": UNKNOWN_USER - 2, "n": 7}]  # cold start
+    for body in bodies:
+        assert client.post("/predict", json=body).status_code == 200
+    events = [{"variant": "champion", "event": "click"}, {"event": "click"},
+              {"variant": "zz-unknown", "event": "watch"}]
+    for extra in events:
+        resp = client.post("/feedback", json={"event_id": f"ev-{uuid.uuid4().hex}", "user_id": known_users[0],
+                                              "item_id": 50, **extra})
+        assert resp.status_code == 202, resp.text
+    after = _samples(client)
+
+    def grew(metric: str, /, **labels: str) -> float:
+        return _value(after, metric, **labels) - _value(before, metric, **labels)
+
+    latency = "recsys_request_latency_seconds_count"
+    assert grew(latency, endpoint="predict", version=version) == 3
+    assert grew(latency, endpoint="feedback", version=version) == 3
+    assert ("recsys_request_latency_seconds_bucket",  # the fine low-end bucket is exported
+            frozenset({"endpoint": "predict", "version": version, "le": "0.0005"}.items())) in after
+    assert grew("recsys_predict_candidates_count") == 3
+    assert grew("recsys_predict_candidates_sum") > 0
+    assert grew("recsys_predict_score_count", variant="champion") == 5 + 6 + 7
+    assert grew("recsys_predict_score_bucket", variant="champion", le="+Inf") == 5 + 6 + 7
+    assert grew("recsys_predict_requests_total", variant="champion", status="200") == 3
+    assert grew("recsys_predict_fallback_total", variant="champion") == 1
+    feedback = "recsys_feedback_events_total"
+    assert grew(feedback, event="click", variant="champion", stored="true") == 1
+    assert grew(feedback, event="click", variant="none", stored="true") == 1
+    assert grew(feedback, event="watch", variant="other", stored="true") == 1  # unknown variants stay bounded
+    info = {dict(labels)["data_hash"]: value for (name, labels), value in after.items()
+            if name == "recsys_model_info" and dict(labels)["alias"] == "champion" and value == 1}
+    assert champion["data_hash"] and list(info) == [champion["data_hash"]]
+    assert _value(after, "recsys_model_info", alias="champion", name="content-ranker", version=version,
+                  run_id=champion["run_id"] or "", data_hash=champion["data_hash"]) == 1
+    for log in ("traffic", "assignments"):
+        assert ("recsys_log_dropped_total", frozenset({"log": log}.items())) in after, log
+
+
+def test_predict_runs_cached_answers_on_the_loop_and_ranks_on_a_thread(client: Any, known_users: list[int],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime = _service().runtime
+    calls: list[tuple[bool, bool]] = []
+    predict = runtime.predict
+
+    def spy(request: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_loop = True
+        except RuntimeError:
+            on_loop = False
+        calls.append((runtime.is_cached(request), on_loop))
+        return predict(request)
+
+    monkeypatch.setattr(runtime, "predict", spy)
+    assert client.post("/predict", json={"user_id": known_users[0], "n": 3}).status_code == 200
+    assert client.post("/predict", json={"user_id": known_users[0], "n": 3, "exclude": [1]}).status_code == 200
+    assert calls == [(True, True), (False, False)]
+
+
+def test_assignment_log_has_one_line_per_predict(client: Any, known_users: list[int],
+                                                 service_env: dict[str, str]) -> None:
+    answers = [client.post("/predict", json={"user_id": user, "n": 3}).json() for user in known_users]
+    answers.append(client.post("/predict", json={"user_id": UNKNOWN_USER - 3}).json())
+    assert _service().assignments.flush()
+    folder = Path(service_env["RECSYS_VAR_DIR"]) / "serving" / "assignments"
+    lines = [json.loads(line) for path in sorted(folder.glob("assignments-*.jsonl"))
+             for line in path.read_text().splitlines()]
+    counts = Counter(line["request_id"] for line in lines)
+    assert all(n == 1 for n in counts.values())  # one line per request id, every request so far
+    by_id = {line["request_id"]: line for line in lines}
+    for answer in answers:
+        line = by_id[answer["request_id"]]
+        assert line["user_id"] == answer["user_id"] and line["fallback"] == answer["fallback"]
+        assert line["variant"] == answer["model"]["variant"] and line["alias"] == answer["model"]["alias"]
+        assert line["version"] == answer["model"]["version"] and line["ts"].endswith("+00:00")
+    assert _service().assignments.dropped == 0
+
+
+def test_traffic_log_writes_feature_rows(client: Any, known_users: list[int], service_env: dict[str, str],
+                                         small_model: SimpleNamespace) -> None:
+    known = client.post("/predict", json={"user_id": known_users[3], "n": 4}).json()
+    cold = client.post("/predict", json={"user_id": UNKNOWN_USER - 4, "n": 3,
+                                         "profile": {"age": 25, "gender": "M", "occupation": "student"}}).json()
+    traffic = _service().traffic
+    assert traffic is not None and traffic.rate == 1.0 and traffic.flush()
+    folder = Path(service_env["RECSYS_VAR_DIR"]) / "serving" / "traffic"
+    rows = [json.loads(line) for path in folder.glob("traffic-*.jsonl") for line in path.read_text().splitlines()]
+    names = set(small_model.result.recommender.feature_names)
+    for answer in (known, cold):
+        mine = [r for r in rows if r["request_id"] == answer["request_id"]]
+        assert [r["rank"] for r in mine] == list(range(1, len(answer["items"]) + 1))
+        assert [r["item_id"] for r in mine] == [i["item_id"] for i in answer["items"]]
+        assert [r["score"] for r in mine] == pytest.approx([i["score"] for i in answer["items"]])
+        assert all(set(r["features"]) == names for r in mine)
+        assert all(r["fallback"] is answer["fallback"] for r in mine)
+    assert traffic.dropped == 0 and traffic.failed == 0
+
+
+ACCESS_LOG_PROBE = """
+import sys, warnings
+warnings.simplefilter("ignore")
+import service
+from bentoml._internal.configuration.containers import BentoMLContainer
+service.RecommenderService.inject_config()
+print(BentoMLContainer.api_server_config.logging.access.enabled.get())
+"""
+
+
+@pytest.mark.parametrize(("env", "enabled"), [
+    ({}, "False"),
+    ({"RECSYS_ACCESS_LOG": "1"}, "True"),
+    ({"BENTOML_CONFIG_OPTIONS": "services.recommender.logging.access.enabled=true"}, "True"),
+], ids=["default", "RECSYS_ACCESS_LOG=1", "BENTOML_CONFIG_OPTIONS"])
+def test_access_log_is_off_unless_asked_for(env: dict[str, str], enabled: str, tmp_path: Path) -> None:
+    base = {k: v for k, v in os.environ.items()
+            if k not in {"RECSYS_ACCESS_LOG", "BENTOML_CONFIG_OPTIONS", "BENTOML_CONFIG_OVERRIDES", "BENTOML_CONFIG"}}
+    out = subprocess.run([sys.executable, "-c", ACCESS_LOG_PROBE], cwd=ROOT / "bentos", capture_output=True,
+                         text=True, timeout=120,
+                         env={**base, **env, "BENTOML_HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
+                              "RECSYS_BUNDLE_DIR": ""})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == enabled
 
 
 # -- a real server ---------------------------------------------------------------------------------------------
