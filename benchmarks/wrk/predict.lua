@@ -3,13 +3,13 @@
 --   wrk -t1 -c8 -d15s --latency -s benchmarks/wrk/predict.lua http://127.0.0.1:PORT -- BODIES_FILE bento|mlflow
 --
 -- The second argument picks the body format: "bento" posts {"user_id": .., "n": ..[, "profile": {..}]} to /predict,
--- "mlflow" posts {"dataframe_records": [{"user_id": .., "n": ..[, "age": .., ...]}]} to /invocations.
+-- "mlflow" posts {"dataframe_records": [{"user_id": .., "n": ..[, "age": .., ...]}]} to /invocations. The floor
+-- (benchmarks/floor_service.py) takes the "bento" format.
 -- BODIES_FILE holds one request per line: a known user's JSON body (already in the server's format), or
 -- "@USER_ID N" for an unknown user, whose body gets a fresh random sign-up profile (age, gender, occupation, 5-digit
 -- zip) each time, so repeating the file never replays a profile (the service caches answers per profile). Each
 -- thread cycles through the lines from its own offset; RECSYS_WRK_SEED (environment) seeds the profiles, so two
--- servers driven with the same seed get the same requests. RECSYS_WRK_DELAY_MS > 0 waits that long between a
--- response and the next request on a connection (a paced point).
+-- servers driven with the same seed get the same requests.
 -- done() prints one line "RECSYS_WRK {json}": requests, errors, status-code tally (429s separately) and
 -- latency percentiles in microseconds, incl. p95 (wrk --latency prints only 50/75/90/99).
 
@@ -77,13 +77,6 @@ end
 
 function response(status, headers, body)
    statuses[status] = (statuses[status] or 0) + 1
-end
-
-local pause = tonumber(os.getenv("RECSYS_WRK_DELAY_MS") or "0") or 0
-if pause > 0 then
-   function delay()
-      return pause
-   end
 end
 
 function done(summary, latency, requests_)
