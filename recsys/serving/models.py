@@ -8,7 +8,9 @@ swapped in by replacing the mapping in one assignment. A bundle that fails is re
 the old one keeps serving; so does everything when MLflow cannot be reached. Before the swap, every known user's
 answer is precomputed (:class:`~recsys.serving.cache.RankedCache`), so the request path of a known user is a
 lookup. After a swap the heap is frozen (:func:`gc.freeze`): the collector's full passes then skip the loaded
-state (walking it took ~120 ms, a pause that landed on some request). A bundle directory (baked into the Bento at
+state (walking it took ~120 ms, a pause that landed on some request). With ``compile_trees``, a background thread
+then compiles the new model's trees (:meth:`Recommender.compile_trees`) and switches its scoring to them once they
+match LightGBM; the swap never waits for it. A bundle directory (baked into the Bento at
 build time) can be loaded without MLflow, so a fresh replica starts even when the registry is down.
 """
 
