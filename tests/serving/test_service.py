@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from recsys.serving.feedback import FeedbackStore
@@ -474,15 +476,31 @@ def test_bentoml_serve_subprocess(service_env: dict[str, str], known_users: list
             if resp.status_code == 202:
                 acked.append(event["event_id"])
         assert len(acked) == 40
-        os.killpg(proc.pid, signal.SIGKILL)
+        tree = _tree(proc.pid)  # the workers run in sessions of their own: kill every process, not the group
+        for p in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.send_signal(signal.SIGKILL)
+        psutil.wait_procs(tree, timeout=30)
         proc.wait(timeout=30)
         store = FeedbackStore(env["RECSYS_FEEDBACK_URL"])
         assert all(store.get(event_id) is not None for event_id in acked) and store.count() == 40
         store.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        tree = _tree(proc.pid)
+        for p in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.terminate()
+        _, alive = psutil.wait_procs(tree, timeout=30)
+        for p in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        proc.wait(timeout=30)
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    """A process and all its descendants (empty once it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
