@@ -1,30 +1,7 @@
 """The BentoML 1.4 service over :mod:`recsys.serving`: HTTP routes and status codes only, no ranking logic.
 
-Configuration (environment variables, read when the service starts; the two traffic limits at import):
-
-``RECSYS_MODEL_NAME``
-    registered model name (default ``content-ranker``).
-``MLFLOW_TRACKING_URI``
-    MLflow tracking/registry URI; unset means no registry (only ``RECSYS_BUNDLE_DIR`` serves).
-``RECSYS_BUNDLE_DIR``
-    a model bundle directory loaded as the champion at start; default: ``bundle/`` beside this file when it
-    exists (what ``recsys bake`` writes and the Bento ships). It keeps serving when the registry is unreachable
-    or unset, until the registry's champion replaces it.
-``RECSYS_WATCH_INTERVAL``
-    seconds between registry alias checks (default 10; 0 disables the watcher).
-``RECSYS_ADMIN_TOKEN``
-    bearer token of the admin endpoints; unset means they answer 503 ``admin disabled``.
-``RECSYS_FEEDBACK_URL``
-    SQLAlchemy URL of the feedback store (default ``sqlite:///<RECSYS_VAR_DIR>/serving/feedback.db``).
-``RECSYS_EXPERIMENT`` / ``RECSYS_EXPERIMENT_FILE``
-    the A/B experiment (see :mod:`recsys.serving.router`); default 100 % champion.
-``RECSYS_TRAFFIC_RATE`` / ``RECSYS_TRAFFIC_DIR``
-    share of predict requests whose feature rows and scores are logged for drift monitoring (default 0.01;
-    0 disables), and where (default ``<RECSYS_VAR_DIR>/serving/traffic/``).
-``RECSYS_ASSIGNMENT_DIR``
-    where every predict's variant assignment is logged (default ``<RECSYS_VAR_DIR>/serving/assignments/``).
-``RECSYS_MAX_CONCURRENCY`` / ``RECSYS_TIMEOUT`` / ``RECSYS_THREADS`` / ``RECSYS_ACCESS_LOG``
-    BentoML's traffic limits, threads and access log: see :mod:`recsys.serving.options` (read at import).
+Configuration: :class:`recsys.settings.ServingSettings` (every variable in docs/configuration.md), read when this
+module is imported.
 
 HTTP contract:
 
@@ -43,7 +20,6 @@ HTTP contract:
 
 import hmac
 import logging
-import os
 import threading
 import time
 from pathlib import Path
@@ -57,18 +33,19 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel
 
-from recsys.config import Settings
-from recsys.serving.feedback import FeedbackEvent, FeedbackStore, default_feedback_url
-from recsys.serving.models import CHAMPION, LoadedModel, ModelManager
-from recsys.serving.options import bento_options, threads
+from recsys.schema import CHAMPION
+from recsys.serving.feedback import FeedbackEvent, FeedbackStore
+from recsys.serving.models import LoadedModel, ModelManager
+from recsys.serving.options import bento_options
 from recsys.serving.router import Experiment, Router
 from recsys.serving.runtime import NotReadyError, Observer, ServingRuntime
 from recsys.serving.schemas import PredictRequest, PredictResponse
 from recsys.serving.traffic import AssignmentLog, TrafficLog
+from recsys.settings import ServingSettings, load
 
 logger = logging.getLogger("recsys.bento")
 
-THREADS = threads()
+SETTINGS = load(ServingSettings)
 
 # -- metrics (prometheus_client; aggregated across workers through PROMETHEUS_MULTIPROC_DIR) ----------------------
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
@@ -155,36 +132,31 @@ class _MetricsSync:
 admin_app = FastAPI(title="recsys admin", docs_url=None, redoc_url=None, openapi_url=None)
 
 
-@bentoml.service(name="recommender", **bento_options())
+@bentoml.service(name="recommender", **bento_options(SETTINGS))
 @bentoml.asgi_app(admin_app, path="/")
 class RecommenderService:
     """MovieLens recommendations with hot-swapped registry models, A/B routing, shadow scoring and feedback."""
 
     def __init__(self) -> None:
-        env = os.environ
-        name = env.get("RECSYS_MODEL_NAME", "content-ranker")
-        tracking_uri = env.get("MLFLOW_TRACKING_URI") or None
-        self.admin_token = env.get("RECSYS_ADMIN_TOKEN") or None
-        serving_dir = Settings().var_dir / "serving"  # RECSYS_VAR_DIR, default var/
-        compile_trees = env.get("RECSYS_COMPILE_TREES", "1").strip().lower() not in {"0", "false", "off", "no"}
-        self.manager = ModelManager(name, tracking_uri, compile_trees=compile_trees,
-                                    compiled_dir=Path(env.get("RECSYS_COMPILED_DIR") or serving_dir / "compiled"))
+        cfg = SETTINGS
+        self.admin_token = cfg.admin_token.get_secret_value() if cfg.admin_token else None
+        tracking_uri = cfg.tracking_uri or None
+        self.manager = ModelManager(cfg.model_name, tracking_uri, compile_trees=cfg.compile_trees,
+                                    compiled_dir=cfg.compiled_path)
         self.sync_metrics = _MetricsSync(self.manager)
-        self.assignments = AssignmentLog(Path(env.get("RECSYS_ASSIGNMENT_DIR") or serving_dir / "assignments"),
-                                         on_drop=LOG_DROPPED.labels("assignments").inc)
-        rate = float(env.get("RECSYS_TRAFFIC_RATE", "0.01"))
-        self.traffic = None if rate == 0 else TrafficLog(
-            Path(env.get("RECSYS_TRAFFIC_DIR") or serving_dir / "traffic"), rate=rate,
-            on_drop=LOG_DROPPED.labels("traffic").inc)
+        self.assignments = AssignmentLog(cfg.assignment_path, on_drop=LOG_DROPPED.labels("assignments").inc)
+        self.traffic = None if cfg.traffic_rate == 0 else TrafficLog(
+            cfg.traffic_path, rate=cfg.traffic_rate, on_drop=LOG_DROPPED.labels("traffic").inc)
         LOG_DROPPED.labels("traffic")  # exported at 0 from the start
         observers: list[Observer] = [self._observe, self.assignments]
         if self.traffic is not None:
             observers.append(self.traffic)
-        self.runtime = ServingRuntime(self.manager, Router(Experiment.from_env()), observers=observers)
+        experiment = Experiment.configured(cfg.experiment, cfg.experiment_file)
+        self.runtime = ServingRuntime(self.manager, Router(experiment), observers=observers)
         self._limiter: anyio.CapacityLimiter | None = None  # made on the event loop, at the first uncached predict
-        self.feedback_store = FeedbackStore(env.get("RECSYS_FEEDBACK_URL") or default_feedback_url())
+        self.feedback_store = FeedbackStore(cfg.feedback_db_url)
 
-        bundle = env.get("RECSYS_BUNDLE_DIR")
+        bundle = cfg.bundle_dir
         baked = Path(__file__).resolve().parent / "bundle"  # `recsys bake` puts it here; the Bento ships it
         if bundle is None and (baked / "manifest.json").exists():  # set but empty: no bundle at all
             bundle = str(baked)
@@ -200,10 +172,9 @@ class RecommenderService:
                 logger.info("registry refresh: %s", outcome)
         except Exception:
             logger.exception("registry refresh failed at start; serving what is loaded")
-        interval = float(env.get("RECSYS_WATCH_INTERVAL", "10"))
-        if tracking_uri is not None and interval > 0:
+        if tracking_uri is not None and cfg.watch_interval > 0:
             # /admin/reload reaches one worker: it touches this file and every worker's watcher refreshes too
-            self.manager.start_watcher(interval, reload_marker=serving_dir / f"reload-{name}")
+            self.manager.start_watcher(cfg.watch_interval, reload_marker=cfg.reload_marker())
         self.sync_metrics()
         self._stop = threading.Event()
         self._metrics_thread = threading.Thread(target=self._metrics_loop, name="metrics-sync", daemon=True)
@@ -261,7 +232,7 @@ class RecommenderService:
                 response = self.runtime.predict(request)
             else:  # ranking (numpy, LightGBM: milliseconds) on a worker thread, so the loop keeps serving
                 if self._limiter is None:
-                    self._limiter = anyio.CapacityLimiter(THREADS)
+                    self._limiter = anyio.CapacityLimiter(SETTINGS.threads)
                 response = await anyio.to_thread.run_sync(self.runtime.predict, request, limiter=self._limiter)
         except NotReadyError as exc:
             PREDICTIONS.labels("none", "503").inc()

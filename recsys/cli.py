@@ -845,7 +845,7 @@ def serve(
     settings = _settings()
     with _user_errors():
         from recsys.registry.tracking import default_tracking_uri
-        from recsys.serving.feedback import default_feedback_url
+        from recsys.settings import ServingSettings
 
         if bundle is not None and not (bundle / "manifest.json").exists():
             raise CliError(f"{bundle}: not a model bundle (no manifest.json)")
@@ -853,7 +853,7 @@ def serve(
             raise CliError(f"{SERVICE_DIR / 'service.py'} not found: run from a checkout of the repository")
         token = os.environ.get("RECSYS_ADMIN_TOKEN") or secrets.token_urlsafe(24)
         env = {**os.environ, "MLFLOW_TRACKING_URI": default_tracking_uri(settings),
-               "RECSYS_FEEDBACK_URL": os.environ.get("RECSYS_FEEDBACK_URL") or default_feedback_url(settings),
+               "RECSYS_FEEDBACK_URL": ServingSettings(var_dir=settings.var_dir).feedback_db_url,
                "RECSYS_VAR_DIR": str(settings.var_dir.resolve()), "RECSYS_WATCH_INTERVAL": str(watch_interval),
                "RECSYS_ADMIN_TOKEN": token, "RECSYS_ACCESS_LOG": "1" if access_log else "0",
                "BENTOML_HOME": os.environ.get("BENTOML_HOME") or str(Path.home() / ".cache" / "recsys" / "bentoml"),

@@ -26,3 +26,13 @@ USER_DTYPES: dict[str, str] = {USER: "int32", AGE: "int16", GENDER: "category", 
 ITEM_COLUMNS: tuple[str, ...] = (ITEM, TITLE, RELEASE_YEAR, GENRES)
 
 PROFILE_FIELDS: tuple[str, ...] = (AGE, GENDER, OCCUPATION, ZIP)
+
+# -- names shared by training, the registry and serving ------------------------------------------------------
+K = 10
+"""The cut-off of every ranking metric (NDCG@10, ...) and the default list length."""
+DEFAULT_MODEL_NAME = "content-ranker"
+"""The registered model's name (and its MLflow experiment's)."""
+CHAMPION = "champion"
+"""The registry alias of the model that serves; every request falls back to it."""
+CHALLENGER = "challenger"
+"""The registry alias of the newest registered model, waiting for the gate."""

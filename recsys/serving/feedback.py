@@ -24,7 +24,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from recsys.config import Settings
 from recsys.db import SqlStore, UTCDateTime, utcnow
 
 logger = logging.getLogger(__name__)
@@ -33,12 +32,6 @@ MAX_ID = 2**31 - 1
 """User and item ids are stored as 32-bit signed integers."""
 
 FeedbackKind = Literal["click", "watch", "dismiss"]
-
-
-def default_feedback_url(settings: Settings | None = None) -> str:
-    """``sqlite:///<var_dir>/serving/feedback.db``; the path is only computed."""
-    settings = settings or Settings()
-    return f"sqlite:///{(settings.var_dir / 'serving' / 'feedback.db').as_posix()}"
 
 
 class FeedbackEvent(BaseModel):

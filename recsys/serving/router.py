@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-CHAMPION = "champion"
-"""The alias every user falls back to when their variant has no loaded model."""
+from recsys.schema import CHAMPION
+
 SHARE_TOLERANCE = 1e-9
 """How far the sum of the variants' shares may be from 1."""
 ENV_INLINE = "RECSYS_EXPERIMENT"
@@ -136,13 +135,9 @@ class Experiment(BaseModel):
         return cls._from_data(data, source)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Experiment:
-        """``$RECSYS_EXPERIMENT`` (inline JSON) or ``$RECSYS_EXPERIMENT_FILE``; both set is an error.
-
-        Empty values count as unset; with neither, :func:`default_experiment`.
-        """
-        env = os.environ if environ is None else environ
-        inline, file = env.get(ENV_INLINE, "").strip(), env.get(ENV_FILE, "").strip()
+    def configured(cls, inline: str | None, file: Path | None) -> Experiment:
+        """The settings' experiment: ``RECSYS_EXPERIMENT`` (inline JSON) or ``RECSYS_EXPERIMENT_FILE``; both set
+        is an error; with neither, :func:`default_experiment`."""
         if inline and file:
             raise ExperimentError(f"set {ENV_INLINE} or {ENV_FILE}, not both")
         if inline:

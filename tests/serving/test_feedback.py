@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from recsys.config import Settings
-from recsys.serving.feedback import FeedbackEvent, FeedbackStore, default_feedback_url
+from recsys.serving.feedback import FeedbackEvent, FeedbackStore
+from recsys.settings import ServingSettings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,7 +40,7 @@ def ev(event_id: str, **kw: Any) -> FeedbackEvent:
 
 
 def test_default_url_lives_under_var_dir_and_nothing_is_made_before_use(tmp_path: Path) -> None:
-    url = default_feedback_url(Settings(var_dir=tmp_path / "var"))
+    url = ServingSettings(var_dir=tmp_path / "var").feedback_db_url
     assert url == f"sqlite:///{tmp_path}/var/serving/feedback.db"
     s = FeedbackStore(url)
     assert not (tmp_path / "var").exists()

@@ -24,6 +24,7 @@ from recsys.serving.router import (
     overlap_at_k,
     stable_unit,
 )
+from recsys.settings import ServingSettings
 
 REPO = Path(__file__).resolve().parents[2]
 SALT = "ab-2026-11"
@@ -221,26 +222,29 @@ def test_from_file_missing(tmp_path: Path) -> None:
         Experiment.from_file(tmp_path / "nope.yaml")
 
 
-def test_from_env(tmp_path: Path) -> None:
+def test_configured(tmp_path: Path) -> None:
     spec = {"name": "ab", "salt": "s", "variants": {"champion": 0.8, "challenger": 0.2}}
     path = tmp_path / "exp.json"
     path.write_text(json.dumps(spec))
-    assert Experiment.from_env({}) == default_experiment()
-    assert Experiment.from_env({"RECSYS_EXPERIMENT": " ", "RECSYS_EXPERIMENT_FILE": ""}) == default_experiment()
-    assert Experiment.from_env({"RECSYS_EXPERIMENT": json.dumps(spec)}) == Experiment(**spec)
-    assert Experiment.from_env({"RECSYS_EXPERIMENT_FILE": str(path)}) == Experiment(**spec)
+    assert Experiment.configured(None, None) == default_experiment()
+    assert Experiment.configured(json.dumps(spec), None) == Experiment(**spec)
+    assert Experiment.configured(None, path) == Experiment(**spec)
     with pytest.raises(ExperimentError, match="not both"):
-        Experiment.from_env({"RECSYS_EXPERIMENT": json.dumps(spec), "RECSYS_EXPERIMENT_FILE": str(path)})
+        Experiment.configured(json.dumps(spec), path)
     with pytest.raises(ExperimentError, match=r"\$RECSYS_EXPERIMENT: not valid JSON"):
-        Experiment.from_env({"RECSYS_EXPERIMENT": "{oops"})
+        Experiment.configured("{oops", None)
     with pytest.raises(ExperimentError, match=r"\$RECSYS_EXPERIMENT: field variants"):
-        Experiment.from_env({"RECSYS_EXPERIMENT": '{"name": "x", "salt": "s", "variants": {"champion": 2}}'})
+        Experiment.configured('{"name": "x", "salt": "s", "variants": {"champion": 2}}', None)
 
 
-def test_from_env_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("RECSYS_EXPERIMENT_FILE", raising=False)
+def test_the_settings_read_the_experiment_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECSYS_EXPERIMENT_FILE", "")  # empty counts as unset
     monkeypatch.setenv("RECSYS_EXPERIMENT", '{"name": "e", "salt": "s", "variants": {"champion": 1}}')
-    assert Experiment.from_env().name == "e"
+    settings = ServingSettings()
+    assert Experiment.configured(settings.experiment, settings.experiment_file).name == "e"
+    monkeypatch.setenv("RECSYS_EXPERIMENT", " ")
+    settings = ServingSettings()
+    assert Experiment.configured(settings.experiment, settings.experiment_file) == default_experiment()
 
 
 @pytest.mark.parametrize(("a", "b", "k", "expected"), [
