@@ -77,7 +77,7 @@ demo: setup data ## Pipeline end to end (validate, drill, train, gate, promote, 
 	$(RECSYS) train --as-of-week $(DEMO_WEEK)
 	$(RECSYS) registry gate --refit
 	$(RECSYS) registry list
-	$(RECSYS) evaluate --protocol recbole --json var/reports/recbole.json
+	$(RECSYS) evaluate --protocol recbole --out var/reports/recbole.json
 	@echo
 	@echo "Results:"
 	@echo "  weekly batches   data/batches/week=WW/ -> validated store data/store/, rejected: data/quarantine/"

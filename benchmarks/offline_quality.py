@@ -30,19 +30,14 @@ from recsys.runtime import quiet_threads
 
 quiet_threads()  # before numpy and LightGBM load (see recsys.runtime)
 
-from recsys.cli import (
-    CliError,
-    check_cuts,
-    load_config,
-    parse_cuts,
-    progress_bar,
-)
-from recsys.config import Settings
-from recsys.data.fetch import DataUnavailableError, fetch_movielens
-from recsys.data.load import load_movielens
-from recsys.data.replay import ReplayClock
-from recsys.evaluation.protocols import run_backtest, run_recbole
-from recsys.evaluation.report import recbole_reference_row, render_result, summarize_result
+from recsys.cli.common import REPORTER
+from recsys.cli.evaluate import parse_cuts
+from recsys.data.fetch import DataUnavailableError
+from recsys.settings import load
+from recsys.stages.base import StageError
+from recsys.stages.data import fetch
+from recsys.stages.evaluate import EvaluateParams, evaluate
+from recsys.stages.inputs import load_train_config
 
 QUICK_CUTS = [20, 28]
 """--quick: two cuts instead of every one (a smoke run; its numbers are not the benchmark's)."""
@@ -71,55 +66,35 @@ def peak_rss_mb() -> float:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The evaluate stage on the whole raw download (both protocols), with the machine's figures around it."""
     t0, started = time.perf_counter(), dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    settings = Settings()
-    cfg = load_config(args.config)
-    fetch_movielens(settings.raw_dir, settings.wheel_cache)
-    ml = load_movielens(settings.raw_dir)
-    clock = ReplayClock.from_interactions(ml.interactions)
+    settings = load().model_copy(update={"training_source": "raw"})
+    cfg = load_train_config(settings, args.config)
+    fetch(settings)
     cuts = parse_cuts(args.cuts) or (QUICK_CUTS if args.quick else cfg.backtest.cuts())
-    check_cuts(cuts, clock, cfg)
-    sections, protocols, seconds = [], {}, {}
-
-    err.print(f"temporal backtest: {len(cuts)} cut(s) {cuts}, horizon {cfg.backtest.horizon}")
-    t = time.perf_counter()
-    with progress_bar("temporal backtest", "cuts") as track:
-        backtest = run_backtest(ml, cfg, cuts, progress=track)
-    seconds["temporal_backtest"] = time.perf_counter() - t
-    protocols["temporal_backtest"] = summarize_result(backtest, args.resamples)
-    sections.append(render_result(backtest, protocols["temporal_backtest"],
-                                  f"Temporal backtest (cuts {cuts[0]}..{cuts[-1]}: {len(cuts)} cuts, "
-                                  f"horizon {cfg.backtest.horizon} weeks)"))
-
-    err.print("RecBole protocol: random 80/10/10 per user")
-    t = time.perf_counter()
-    with err.status("RecBole protocol"):
-        recbole = run_recbole(ml, cfg)
-    seconds["recbole"] = time.perf_counter() - t
-    protocols["recbole"] = {**summarize_result(recbole, args.resamples), "reference": REFERENCE}
-    title = "RecBole protocol (random 80/10/10 per user)"
-    sections.append(render_result(recbole, protocols["recbole"], title, recbole_reference_row()))
-
-    for name, secs in seconds.items():
-        protocols[name]["wall_seconds"] = round(secs, 1)
+    result = evaluate(settings, EvaluateParams(protocol="both", cuts=cuts, config=cfg, n_resamples=args.resamples),
+                      reporter=REPORTER)
+    protocols = {name: {**p.summary, "wall_seconds": p.seconds} for name, p in result.protocols.items()}
+    protocols["recbole"]["reference"] = REFERENCE
     wall = time.perf_counter() - t0
     quick = ", QUICK run: not the benchmark's numbers" if args.quick else ""
-    header = (f"# Offline quality on MovieLens-100K (data {ml.data_hash}{quick})\n\n"
+    seconds = {name: p.seconds for name, p in result.protocols.items()}
+    header = (f"# Offline quality on MovieLens-100K (data {result.data_hash}{quick})\n\n"
               f"wall {wall:.0f} s (backtest {seconds['temporal_backtest']:.0f} s, RecBole "
               f"{seconds['recbole']:.0f} s), peak memory {peak_rss_mb():.0f} MB, {os.cpu_count()} CPU(s)")
     return {
         "benchmark": "offline_quality",
         "started_at": started,
         "quick": bool(args.quick),
-        "data_hash": ml.data_hash,
-        "cuts": cuts,
+        "data_hash": result.data_hash,
+        "cuts": result.cuts,
         "config": cfg.model_dump(mode="json"),
         "protocols": protocols,
         "wall_seconds": round(wall, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
                     "cpus": os.cpu_count()},
-        "markdown": "\n\n".join([header, *sections]),
+        "markdown": "\n\n".join([header, *(p.markdown for p in result.protocols.values())]),
     }
 
 
@@ -127,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         report = run(args)
-    except (CliError, DataUnavailableError, ValueError) as exc:
+    except (StageError, DataUnavailableError, ValueError) as exc:  # SettingsError is a ValueError
         err.print(Text(f"error: {exc}", style="bold red"), soft_wrap=True)
         return 1
     print(report["markdown"])

@@ -33,7 +33,9 @@ from recsys.runtime import quiet_threads
 
 quiet_threads()  # before numpy and LightGBM load (see recsys.runtime)
 
-from recsys.config import Settings, TrainConfig
+from recsys.config import TrainConfig
+
+from recsys.settings import Settings
 from recsys.data.fetch import fetch_movielens
 from recsys.data.load import load_movielens
 from recsys.data.replay import ReplayClock

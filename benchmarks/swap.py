@@ -42,7 +42,9 @@ quiet_threads()
 
 from openloop import OpenLoop, Sample, summarize, wait_compiled  # benchmarks/openloop.py (beside this script)
 
-from recsys.config import Settings, TrainConfig
+from recsys.config import TrainConfig
+
+from recsys.settings import Settings
 from recsys.ranking.recommender import Recommender
 from recsys.ranking.train import TrainResult
 from recsys.registry import service

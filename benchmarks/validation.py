@@ -43,7 +43,7 @@ from recsys.runtime import quiet_threads
 quiet_threads()  # before numpy loads (see recsys.runtime)
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-from recsys.config import Settings
+from recsys.settings import Settings
 from recsys.data.fetch import DataUnavailableError, fetch_movielens
 from recsys.data.load import load_movielens
 from recsys.data.replay import ReplayClock, write_week
@@ -61,7 +61,7 @@ import sys, time
 spawned = float(sys.argv[1]); t0 = time.time(); p0 = time.perf_counter()
 import json
 from pathlib import Path
-from recsys.config import Settings
+from recsys.settings import Settings
 from recsys.validation import gx_runner, store
 from recsys.validation.runner import validate_week
 p1 = time.perf_counter()

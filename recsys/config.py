@@ -1,52 +1,11 @@
-"""Settings from environment variables (prefix ``RECSYS_``) and the per-stage configuration objects.
+"""The typed configuration of the training stages: candidates, ranker and backtest (``params.yaml``'s sections).
 
-Nothing here touches the file system at import: paths are only computed.
+Environment settings are in :mod:`recsys.settings`; the gate's thresholds are :class:`recsys.registry.gate.GateConfig`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-
-class Settings(BaseSettings):
-    """Where things live. Override with ``RECSYS_DATA_DIR=...`` etc."""
-
-    model_config = SettingsConfigDict(env_prefix="RECSYS_")
-
-    data_dir: Path = Path("data")
-    """Raw downloads, the replayed weekly batches and derived tables."""
-    var_dir: Path = Path("var")
-    """Runtime state: model bundles, reports, tracking stores."""
-    seed: int = 0
-    params_file: Path = Path("params.yaml")
-    """Every tunable of the pipeline (read by default when it exists; ``recsys tune`` writes to it)."""
-    training_source: Literal["auto", "store", "raw"] = "auto"
-    """Where training reads interactions: ``store`` = the validated weekly batches, ``raw`` = the whole raw
-    download, ``auto`` = the store when it holds any week, else raw."""
-
-    @property
-    def raw_dir(self) -> Path:
-        return self.data_dir / "raw" / "ml-100k"
-
-    @property
-    def wheel_cache(self) -> Path:
-        return self.data_dir / "cache"
-
-    @property
-    def batches_dir(self) -> Path:
-        return self.data_dir / "batches"
-
-    @property
-    def models_dir(self) -> Path:
-        return self.var_dir / "models"
-
-    @property
-    def reports_dir(self) -> Path:
-        return self.var_dir / "reports"
 
 
 class BacktestConfig(BaseModel):

@@ -5,9 +5,9 @@ A :class:`Notification` is a small, JSON-ready message. A *channel* is anything 
 and the others still run, because a notification must never undo or block the action it reports.
 
 Channels here: ``outbox`` (one JSON line per notification appended to ``<var_dir>/notifications/outbox.jsonl``,
-durable and easy to inspect or tail) and ``log`` (the Python logger). ``RECSYS_NOTIFY`` picks them, as a
-comma-separated list (default ``outbox,log``; empty turns notifications off). Slack and e-mail senders register
-themselves in :data:`CHANNELS` with :func:`register_channel`.
+durable and easy to inspect or tail) and ``log`` (the Python logger). ``Settings.notify`` (``RECSYS_NOTIFY``) picks
+them (default ``outbox,log``; empty turns notifications off). Slack and e-mail senders register themselves in
+:data:`CHANNELS` with :func:`register_channel`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from recsys.config import Settings
+from recsys.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class LogChannel:
 
 ChannelFactory = Callable[[Settings], Channel]
 CHANNELS: dict[str, ChannelFactory] = {
-    "outbox": lambda s: OutboxChannel(outbox_path(s)),
+    "outbox": lambda s: OutboxChannel(s.outbox_path),
     "log": lambda s: LogChannel(),
 }
 
@@ -88,15 +88,9 @@ def register_channel(name: str, factory: ChannelFactory) -> None:
     CHANNELS[name] = factory
 
 
-def outbox_path(settings: Settings | None = None) -> Path:
-    return (settings or Settings()).var_dir / "notifications" / "outbox.jsonl"
-
-
-def channels_from_env(settings: Settings | None = None, spec: str | None = None) -> list[Channel]:
-    """The channels named in ``spec`` (default ``$RECSYS_NOTIFY``, else ``outbox,log``); ValueError on unknown."""
-    settings = settings or Settings()
-    spec = os.environ.get("RECSYS_NOTIFY", "outbox,log") if spec is None else spec
-    names = [n.strip() for n in spec.split(",") if n.strip()]
+def channels(settings: Settings, names: list[str] | None = None) -> list[Channel]:
+    """The channels named in ``names`` (default: the settings' ``notify``); ValueError on an unknown name."""
+    names = settings.notify if names is None else names
     unknown = [n for n in names if n not in CHANNELS]
     if unknown:
         raise ValueError(f"RECSYS_NOTIFY: unknown channel(s) {unknown}; known: {sorted(CHANNELS)}")

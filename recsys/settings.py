@@ -13,6 +13,7 @@ from these classes by :func:`reference_markdown` (a test fails when it is stale)
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -227,6 +228,14 @@ def _default_text(info: FieldInfo) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+_CREDENTIALS = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<password>[^@\s]+)(?P<tail>@)", re.IGNORECASE)
+
+
+def masked(text: str) -> str:
+    """A URL's password replaced by ``***`` (``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``)."""
+    return _CREDENTIALS.sub(lambda m: f"{m['head']}***{m['tail']}", text)
+
+
 def effective(settings: Settings) -> list[dict[str, str]]:
     """One row per variable: name, effective value (secrets masked) and its description."""
     rows = []
@@ -240,7 +249,7 @@ def effective(settings: Settings) -> list[dict[str, str]]:
         elif value is None:
             shown = "unset"
         else:
-            shown = str(value).lower() if isinstance(value, bool) else str(value)
+            shown = str(value).lower() if isinstance(value, bool) else masked(str(value))
         rows.append({"variable": env_name(cls, field), "value": shown, "default": _default_text(info),
                      "description": " ".join((info.description or "").split())})
     return rows

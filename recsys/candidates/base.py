@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys.artifacts import save_npz, save_sparse_npz
 from recsys.data.matrix import InteractionData
 from recsys.profiles import ProfileBlock
 
@@ -160,11 +161,11 @@ class CandidateGenerator(ABC):
         (path / "params.json").write_text(json.dumps({"name": self.name, "params": self.get_params()}, indent=2))
         arrays = {n: getattr(self, n) for n in ("item_ids_", "user_ids_", "fallback_", *self._state_names)}
         dense = {k: v for k, v in arrays.items() if not sp.issparse(v)}
-        np.savez(path / "state.npz", **dense)
-        sp.save_npz(path / "seen.npz", self.seen_.astype(np.int8))
+        save_npz(path / "state.npz", dense)
+        save_sparse_npz(path / "seen.npz", self.seen_.astype(np.int8).tocsr())
         for k, v in arrays.items():
             if sp.issparse(v):
-                sp.save_npz(path / f"{k}.npz", v.tocsr())
+                save_sparse_npz(path / f"{k}.npz", v.tocsr())
 
     @classmethod
     def load(cls, path: Path) -> CandidateGenerator:

@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from recsys.evaluation.protocols import RANKER
+from recsys.schema import K
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from recsys.evaluation.protocols import EvalResult
 
-K = 10
-RANKER = "ranker"
 ACTIVITY_BUCKETS: tuple[tuple[int, float, str], ...] = (
     (0, 0, "cold (0)"), (1, 19, "1–19"), (20, 49, "20–49"), (50, 149, "50–149"), (150, np.inf, "150+"))
 """(lowest, highest, label) of the user-activity buckets: interactions before the evaluation window."""

@@ -23,7 +23,7 @@ from recsys.data.load import MovieLens
 from recsys.data.replay import ReplayClock
 from recsys.data.split import LabelWindow, recbole_windows, temporal_window
 from recsys.evaluation.bootstrap import paired_bootstrap
-from recsys.evaluation.metrics import (
+from recsys.metrics import (
     average_recommendation_popularity,
     catalog_coverage,
     novelty,
@@ -33,9 +33,9 @@ from recsys.ranking.queries import QueryFrame, fit_window, profiles_for, window_
 from recsys.ranking.ranker import train_ranker
 from recsys.ranking.recommender import Recommender
 from recsys.ranking.train import WindowCache, train_recommender, tune_generators
+from recsys.schema import K
 
 RANKER = "ranker"
-K = 10
 
 
 @dataclass
@@ -118,6 +118,14 @@ def evaluate_window(rec: Recommender, window: LabelWindow, users: pd.DataFrame, 
     list_stats = {m: {"novelty": novelty(v, popularity, n_hist_users, K),
                       "arp": average_recommendation_popularity(v, popularity, K)} for m, v in lists.items()}
     return pd.concat(rows, ignore_index=True), {"lists": lists, "stats": list_stats}
+
+
+def evaluate_holdout(rec: Recommender, window: LabelWindow, ml: MovieLens, cut: int,
+                     protocol: str = "holdout") -> EvalResult:
+    """The ranker and its generators on one held-out window (weeks from ``cut`` on): the one evaluation behind
+    training's report, the promotion gate and the refit (pass a model trained on weeks < ``cut`` only)."""
+    per_user, lists = evaluate_window(rec, window, ml.users, cut=cut)
+    return EvalResult(protocol, per_user, list_metrics([lists], len(ml.items)), {}, {"test_window": window.name})
 
 
 def list_metrics(per_cut: list[dict], n_items: int) -> pd.DataFrame:

@@ -10,8 +10,8 @@ from typing import Any
 import pandas as pd
 
 from recsys.evaluation.protocols import RANKER, EvalResult
+from recsys.schema import K
 
-K = 10
 SLICES = ("all", "warm", "cold", "long_tail")
 RECBOLE_BPR = {"ndcg": (0.28, 0.29), "recall": (0.24, 0.25)}
 """RecBole's published BPR on ML-100K under its 80/10/10 protocol (NDCG@10, Recall@10 ranges)."""

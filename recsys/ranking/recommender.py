@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from recsys import schema as S
+from recsys.artifacts import save_npz
 from recsys.candidates.base import top_k
 from recsys.features.builder import CandidateBatch, FeatureBuilder, Stage1
 from recsys.profiles import ProfileBlock
@@ -66,8 +67,8 @@ class RankedUsers:
         return int(self.items.shape[1])
 
     def save(self, path: Path) -> None:
-        np.savez(path, users=self.users, items=self.items, scores=self.scores, lengths=self.lengths,
-                 candidates=self.candidates)
+        save_npz(path, {"users": self.users, "items": self.items, "scores": self.scores, "lengths": self.lengths,
+                        "candidates": self.candidates})
 
     @classmethod
     def load(cls, path: Path) -> RankedUsers:

@@ -26,7 +26,7 @@ from recsys.data.load import MovieLens
 from recsys.data.matrix import InteractionData
 from recsys.data.replay import ReplayClock
 from recsys.data.split import LabelWindow, temporal_window
-from recsys.evaluation.metrics import ndcg_at_k
+from recsys.metrics import ndcg_at_k
 from recsys.ranking.queries import (
     QueryFrame,
     fit_window,

@@ -9,9 +9,9 @@ positives are the relevant set; a user whose candidates hold none scores 0). Not
 read. Early stopping also uses the validation window, exactly as in training, so the objective is a
 model-selection score, not a held-out estimate: evaluate the chosen config on ``[W, W+H)``.
 
-Each trial is a nested MLflow run (its params and ``val_ndcg_at_10``) under one parent run. The best
-config goes where training reads it (``write_config``): by default the ``candidates`` and ``ranker`` sections of
-``params.yaml`` (comments kept), or a ``TrainConfig`` JSON file for ``recsys train --config``.
+Trials are reported to a :class:`TuningLog` as they run (the registry records each as a nested MLflow run under
+one parent). The best config goes where training reads it (``write_config``): by default the ``candidates`` and
+``ranker`` sections of ``params.yaml`` (comments kept), or a ``TrainConfig`` JSON file for ``recsys train --config``.
 """
 
 from __future__ import annotations
@@ -23,23 +23,22 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from recsys.config import CandidateConfig, RankerConfig, Settings, TrainConfig
+from recsys.config import CandidateConfig, RankerConfig, TrainConfig
 from recsys.data import split
 from recsys.data.load import MovieLens
 from recsys.data.replay import ReplayClock
-from recsys.evaluation.metrics import ndcg_at_k
+from recsys.metrics import ndcg_at_k
 from recsys.ranking.queries import QueryFrame, fit_window, window_queries
 from recsys.ranking.ranker import predict, train_ranker
 from recsys.ranking.train import WindowCache, check_as_of_week, training_starts, tune_generators
+from recsys.schema import K
 
 log_ = logging.getLogger(__name__)
 
-DEFAULT_EXPERIMENT = "content-ranker-tuning"
-K = 10
 METRIC = "val_ndcg_at_10"
 
 
@@ -49,14 +48,8 @@ class TuneResult:
     best_value: float
     config: TrainConfig
     trials: list[dict[str, Any]] = field(default_factory=list)
-    parent_run_id: str | None = None
     windows: list[str] = field(default_factory=list)
     """Names of the label windows the objective read (all end before the cut week)."""
-
-
-def default_config_path(settings: Settings | None = None) -> Path:
-    """The params file training reads by default."""
-    return (settings or Settings()).params_file
 
 
 def write_config(config: TrainConfig, path: Path) -> Path:
@@ -117,16 +110,25 @@ def _flat(params: dict[str, Any]) -> dict[str, Any]:
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in params.items()}
 
 
+class TuningLog(Protocol):
+    """Where a study's trials are recorded as they run (the registry's MLflow tracker implements it)."""
+
+    def begin(self, as_of_week: int, params: dict[str, Any]) -> None: ...
+
+    def trial_started(self, number: int, params: dict[str, Any]) -> None: ...
+
+    def trial_ended(self, number: int, metrics: dict[str, float] | None) -> None:
+        """``metrics`` is None when the trial failed."""
+
+    def end(self, best_params: dict[str, Any] | None, best_value: float | None, config: dict[str, Any] | None) -> None:
+        """All None when the study failed."""
+
+
 def tune(ml: MovieLens, clock: ReplayClock, as_of_week: int, base: TrainConfig, trials: int, *, seed: int = 0,
-         tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT,
+         log: TuningLog | None = None,
          progress: Callable[[Iterable[int]], Iterable[int]] | None = None) -> TuneResult:
     """Run ``trials`` Optuna trials for a model trained as of ``as_of_week`` (see the module docstring)."""
     import optuna
-    from mlflow.entities import Metric, Param
-    from mlflow.tracking import MlflowClient
-    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-
-    from recsys.registry.tracking import default_tracking_uri, experiment_id
 
     if trials < 1:
         raise ValueError(f"--trials must be >= 1, got {trials}")
@@ -153,42 +155,28 @@ def tune(ml: MovieLens, clock: ReplayClock, as_of_week: int, base: TrainConfig, 
     records: list[dict[str, Any]] = []
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    uri = tracking_uri or default_tracking_uri(Settings())
-    # an explicit client, not mlflow's global fluent state: the caller's tracking URI is left untouched
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    exp_id = experiment_id(client, experiment, uri)
-
-    def log(run_id: str, params: dict[str, Any] | None = None, metrics: dict[str, float] | None = None) -> None:
-        now = int(time.time() * 1000)
-        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in (params or {}).items()],
-                         metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()])
-
-    parent_id = client.create_run(exp_id, run_name=f"tune week={as_of_week:02d}").info.run_id
-    status = "FAILED"
+    tracker: TuningLog = log or _NoLog()
+    finished = False
+    tracker.begin(as_of_week, {"as_of_week": as_of_week, "trials": trials, "seed": seed,
+                               "validation_window": valid_window.name, "data_hash": ml.data_hash,
+                               **{f"generators.{k}": v for k, v in cand_cfg.model_dump().items()}})
     try:
-        log(parent_id, {"as_of_week": as_of_week, "trials": trials, "seed": seed,
-                        "validation_window": valid_window.name, "data_hash": ml.data_hash,
-                        **{f"generators.{k}": v for k, v in cand_cfg.model_dump().items()}})
-
         def objective(trial: Any) -> float:
             params = suggest(trial)
             cfg = apply_params(base, cand_cfg, params)
             t0 = time.perf_counter()
             starts = training_starts(as_of_week, cfg)
-            run_id = client.create_run(exp_id, run_name=f"trial {trial.number}",
-                                       tags={MLFLOW_PARENT_RUN_ID: parent_id}).info.run_id
-            child_status = "FAILED"
+            tracker.trial_started(trial.number, _flat(params))
+            metrics = None
             try:
-                log(run_id, _flat(params))
                 train_q = QueryFrame.concat([queries(s, cfg) for s in starts])
                 valid_q = queries(valid_start, cfg)
                 booster = train_ranker(train_q, valid_q, cfg.ranker)
                 value = validation_ndcg(booster, valid_q, truth)
                 seconds = time.perf_counter() - t0
-                log(run_id, metrics={METRIC: value, "best_iteration": booster.num_trees(), "trial_seconds": seconds})
-                child_status = "FINISHED"
+                metrics = {METRIC: value, "best_iteration": float(booster.num_trees()), "trial_seconds": seconds}
             finally:
-                client.set_terminated(run_id, child_status)
+                tracker.trial_ended(trial.number, metrics)
             records.append({"number": trial.number, "value": value, "params": params,
                             "best_iteration": int(booster.num_trees()), "seconds": round(seconds, 2),
                             "label_window_starts": starts})
@@ -201,9 +189,23 @@ def tune(ml: MovieLens, clock: ReplayClock, as_of_week: int, base: TrainConfig, 
         best = study.best_trial
         best_value = float(best.value) if best.value is not None else math.nan
         config = apply_params(base, cand_cfg, best.params)
-        log(parent_id, {f"best.{k}": v for k, v in _flat(best.params).items()}, {f"best_{METRIC}": best_value})
-        client.log_dict(parent_id, config.model_dump(mode="json"), "best_config.json")
-        status = "FINISHED"
+        tracker.end(_flat(best.params), best_value, config.model_dump(mode="json"))
+        finished = True
     finally:
-        client.set_terminated(parent_id, status)
-    return TuneResult(dict(best.params), best_value, config, records, parent_id, sorted(windows))
+        if not finished:
+            tracker.end(None, None, None)
+    return TuneResult(dict(best.params), best_value, config, records, sorted(windows))
+
+
+class _NoLog:
+    def begin(self, as_of_week: int, params: dict[str, Any]) -> None:
+        pass
+
+    def trial_started(self, number: int, params: dict[str, Any]) -> None:
+        pass
+
+    def trial_ended(self, number: int, metrics: dict[str, float] | None) -> None:
+        pass
+
+    def end(self, best_params: dict[str, Any] | None, best_value: float | None, config: dict[str, Any] | None) -> None:
+        pass

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, Index, String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from recsys.config import Settings
 from recsys.db import SqlStore, UTCDateTime, utcnow
 
 logger = logging.getLogger(__name__)
@@ -39,12 +37,6 @@ CHAMPION_EVENTS = (AuditEvent.PROMOTED, AuditEvent.ROLLED_BACK)
 """Events after which ``to_version`` holds the champion alias."""
 _NEEDS_TO_VERSION = frozenset({*CHAMPION_EVENTS, AuditEvent.APPROVAL_PENDING, AuditEvent.APPROVED,
                                AuditEvent.REJECTED})
-
-
-def default_audit_url(settings: Settings | None = None) -> str:
-    """``sqlite:///<var_dir>/registry/audit.db``; the path is only computed."""
-    settings = settings or Settings()
-    return f"sqlite:///{(settings.var_dir / 'registry' / 'audit.db').as_posix()}"
 
 
 class Base(DeclarativeBase):
@@ -69,9 +61,10 @@ class AuditRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
-@dataclass(frozen=True)
-class AuditRecord:
+class AuditRecord(BaseModel):
     """One stored event, detached from the database."""
+
+    model_config = ConfigDict(frozen=True)
 
     id: int
     ts: datetime
@@ -84,16 +77,17 @@ class AuditRecord:
     run_id: str | None
     data_hash: str | None
     git_sha: str | None
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: AuditRow) -> AuditRecord:
-        return cls(row.id, row.ts, AuditEvent(row.event), row.model_name, row.from_version, row.to_version,
-                   row.actor, row.reason, row.run_id, row.data_hash, row.git_sha, dict(row.details or {}))
+        return cls(id=row.id, ts=row.ts, event=AuditEvent(row.event), model_name=row.model_name,
+                   from_version=row.from_version, to_version=row.to_version, actor=row.actor, reason=row.reason,
+                   run_id=row.run_id, data_hash=row.data_hash, git_sha=row.git_sha, details=dict(row.details or {}))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``ts`` as ISO 8601 with its +00:00 offset, ``event`` as its string value."""
-        out = asdict(self)
+        out = self.model_dump()
         out["ts"] = self.ts.isoformat()
         out["event"] = self.event.value
         return out
@@ -133,7 +127,7 @@ class AuditLog(SqlStore):
                to_version: int | None = None, actor: str | None = None, reason: str | None = None,
                run_id: str | None = None, data_hash: str | None = None, git_sha: str | None = None,
                details: Mapping[str, Any] | None = None) -> AuditRecord:
-        """Append one event and return it as stored. ``actor`` defaults to ``$USER``, else ``"system"``."""
+        """Append one event and return it as stored (``actor`` defaults to ``"system"``)."""
         kind = _check_event(event)
         _check_model_name(model_name)
         for name, version in (("from_version", from_version), ("to_version", to_version)):
@@ -149,7 +143,7 @@ class AuditLog(SqlStore):
         except (TypeError, ValueError) as exc:
             raise ValueError(f"details must be JSON-serializable: {exc}") from exc
         row = AuditRow(ts=utcnow(), event=kind.value, model_name=model_name, from_version=from_version,
-                       to_version=to_version, actor=actor or os.environ.get("USER") or "system", reason=reason,
+                       to_version=to_version, actor=actor or "system", reason=reason,
                        run_id=run_id, data_hash=data_hash, git_sha=git_sha, details=stored)
         with Session(self._ready(), expire_on_commit=False) as session, session.begin():
             session.add(row)

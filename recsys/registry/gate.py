@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from recsys.evaluation.bootstrap import paired_bootstrap
+from recsys.schema import K
 
 if TYPE_CHECKING:
     from recsys.evaluation.protocols import EvalResult
 
-NDCG = "ndcg@10"
-RECALL = "recall@10"
+NDCG = f"ndcg@{K}"
+RECALL = f"recall@{K}"
 ALIGN = ["cut", "key"]
 REQUIRED_COLUMNS = (*ALIGN, "slice", "cold", NDCG)
 SLICES = ("warm", "cold", "long_tail")
@@ -66,36 +67,82 @@ class ModelEvaluation:
 
     @classmethod
     def from_eval(cls, result: EvalResult, model: str, latency_p95_ms: float | None = None,
-                  schema_ok: bool = True) -> ModelEvaluation:
-        """Pick ``model``'s rows and coverage out of an :class:`EvalResult`."""
+                  schema_ok: bool = True, name: str | None = None) -> ModelEvaluation:
+        """Pick ``model``'s rows and coverage out of an :class:`EvalResult` (``name`` defaults to ``model``)."""
         rows = result.per_user[result.per_user["model"] == model]
         if rows.empty or model not in result.list_metrics.index:
             known = sorted(result.per_user["model"].unique())
             raise ValueError(f"model {model!r} is not in the evaluation; models: {known}")
-        return cls(model, rows.drop(columns="model").reset_index(drop=True),
+        return cls(name or model, rows.drop(columns="model").reset_index(drop=True),
                    float(result.list_metrics.loc[model, "coverage"]), latency_p95_ms, schema_ok)
 
+    def means(self) -> dict[str, float | None]:
+        """Mean NDCG@10 over all, warm and cold users of the main slice, and the catalog coverage."""
+        main = self.per_user[self.per_user["slice"] == "main"]
+        cold = main["cold"].astype(bool)
+        values = {NDCG: main[NDCG].mean(), f"{NDCG}_warm": main.loc[~cold, NDCG].mean(),
+                  f"{NDCG}_cold": main.loc[cold, NDCG].mean(), "coverage": self.coverage}
+        return {k: _json_safe(float(v)) for k, v in values.items()}
 
-@dataclass(frozen=True)
-class GateDecision:
-    """The verdict, every check's numbers, and human-readable reasons (failures, or a one-line summary)."""
+
+class GateCheck(BaseModel):
+    """One check of the gate: passed or not (a skipped check passes), its value against its threshold, and the
+    numbers behind it (a bootstrap CI, slice means or coverages)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     passed: bool
-    verdict: str
-    """'promote' or 'reject'."""
+    skipped: bool = False
+    reason: str | None = Field(None, description="why the check was skipped")
+    value: float | bool | None = None
+    threshold: float | bool | None = None
+    # a paired bootstrap (ndcg, recall): challenger = a, reference = b
+    mean_a: float | None = None
+    mean_b: float | None = None
+    diff: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    rel_gain: float | None = None
+    rel_ci_low: float | None = None
+    rel_ci_high: float | None = None
+    confidence: float | None = None
+    n: int | None = None
+    # a slice's means, or the catalog coverages
+    mean_challenger: float | None = None
+    mean_reference: float | None = None
+    challenger: float | None = None
+    reference: float | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _finite(cls, value: Any) -> Any:
+        """NaN and infinities (an undefined relative gain) are stored as None: JSON has no NaN."""
+        return _json_safe(value)
+
+    @model_serializer(mode="wrap")
+    def _only_what_was_measured(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A check's record holds the fields its kind sets (an explicit None stays: "not measured")."""
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if k in self.model_fields_set or k in ("passed", "skipped")}
+
+
+class GateDecision(BaseModel):
+    """The verdict, every check's numbers, and human-readable reasons (failures, or a one-line summary)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    passed: bool
+    verdict: Literal["promote", "reject"]
     reasons: list[str]
-    checks: dict[str, dict[str, Any]]
-    """Check name -> {passed, skipped, value, threshold, ...}; a skipped check does not block."""
-    mode: str
-    """'vs_champion' or 'first_model'."""
+    checks: dict[str, GateCheck]
+    """Check name -> its result; a skipped check does not block."""
+    mode: Literal["vs_champion", "first_model"]
     challenger: str
     reference: str
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict: plain floats, NaN and infinities as None."""
-        return _json_safe({"passed": self.passed, "verdict": self.verdict, "reasons": self.reasons,
-                           "checks": self.checks, "mode": self.mode, "challenger": self.challenger,
-                           "reference": self.reference})
+        """JSON-ready (NaN as None)."""
+        return self.model_dump(mode="json")
 
 
 def _json_safe(value: Any) -> Any:
@@ -132,32 +179,35 @@ def _align(challenger: ModelEvaluation, reference: ModelEvaluation, slice_: str,
     return merged.rename(columns={"cold_ch": "cold"}).sort_values(ALIGN, ignore_index=True)
 
 
+Outcome = tuple[GateCheck, str]
+"""A check and the reason to give when it fails."""
+
+
 def _ci_check(label: str, merged: pd.DataFrame, metric: str, threshold: float, cfg: GateConfig,
-              against: str) -> tuple[dict[str, Any], str]:
+              against: str) -> Outcome:
     diff = paired_bootstrap(merged[f"{metric}_ch"].to_numpy(), merged[f"{metric}_ref"].to_numpy(),
                             n_resamples=cfg.n_resamples, confidence=cfg.confidence, seed=cfg.seed)
-    check = {"passed": diff.ci_low >= threshold, "skipped": False, "value": diff.ci_low, "threshold": threshold,
-             **diff.to_dict()}
+    check = GateCheck(passed=diff.ci_low >= threshold, value=diff.ci_low, threshold=threshold, **diff.to_dict())
     reason = (f"{label}: CI lower bound of challenger − {against} is {diff.ci_low:+.4f} (diff {diff.diff:+.4f}, "
               f"{diff.confidence:.0%} CI [{diff.ci_low:+.4f}, {diff.ci_high:+.4f}], {diff.n} users), "
               f"below {threshold:+.4f}")
     return check, reason
 
 
-def _slice_check(name: str, merged: pd.DataFrame, tolerance: float) -> tuple[dict[str, Any], str]:
+def _slice_check(name: str, merged: pd.DataFrame, tolerance: float) -> Outcome:
     if merged.empty:
-        return {"passed": True, "skipped": True, "reason": f"no common users in slice {name!r}"}, ""
+        return _skipped(f"no common users in slice {name!r}")
     mean_ch, mean_ref = float(merged[f"{NDCG}_ch"].mean()), float(merged[f"{NDCG}_ref"].mean())
     drop = mean_ref - mean_ch
-    check = {"passed": drop <= tolerance, "skipped": False, "value": drop, "threshold": tolerance,
-             "mean_challenger": mean_ch, "mean_reference": mean_ref, "n": len(merged)}
+    check = GateCheck(passed=drop <= tolerance, value=drop, threshold=tolerance, mean_challenger=mean_ch,
+                      mean_reference=mean_ref, n=len(merged))
     reason = (f"slice {name}: mean NDCG@10 dropped by {drop:.4f} ({mean_ref:.4f} -> {mean_ch:.4f}, "
               f"{len(merged)} users), more than the tolerance {tolerance:.4f}")
     return check, reason
 
 
-def _skipped(why: str) -> tuple[dict[str, Any], str]:
-    return {"passed": True, "skipped": True, "reason": why}, ""
+def _skipped(why: str) -> Outcome:
+    return GateCheck(passed=True, skipped=True, reason=why), ""
 
 
 def decide(challenger: ModelEvaluation, champion: ModelEvaluation | None, cfg: GateConfig,
@@ -180,7 +230,7 @@ def decide(challenger: ModelEvaluation, champion: ModelEvaluation | None, cfg: G
         raise ValueError(f"{challenger.name!r} and {reference.name!r} share {len(main)} evaluation user(s) in the "
                          "'main' slice; they must be evaluated on the same users and window")
 
-    results: dict[str, tuple[dict[str, Any], str]] = {}
+    results: dict[str, Outcome] = {}
     if mode == "vs_champion":
         against = f"champion {reference.name!r}"
         results["ndcg"] = _ci_check("NDCG@10", main, NDCG, cfg.margin, cfg, against)
@@ -195,8 +245,8 @@ def decide(challenger: ModelEvaluation, champion: ModelEvaluation | None, cfg: G
             "long_tail", _align(challenger, reference, "long_tail", [NDCG]), cfg.slice_tolerance)
         drop = reference.coverage - challenger.coverage
         results["coverage"] = (
-            {"passed": drop <= cfg.coverage_tolerance, "skipped": False, "value": drop,
-             "threshold": cfg.coverage_tolerance, "challenger": challenger.coverage, "reference": reference.coverage},
+            GateCheck(passed=drop <= cfg.coverage_tolerance, value=drop, threshold=cfg.coverage_tolerance,
+                      challenger=challenger.coverage, reference=reference.coverage),
             f"catalog coverage dropped by {drop:.4f} ({reference.coverage:.4f} -> {challenger.coverage:.4f}), "
             f"more than the tolerance {cfg.coverage_tolerance:.4f}")
     else:
@@ -209,24 +259,23 @@ def decide(challenger: ModelEvaluation, champion: ModelEvaluation | None, cfg: G
     latency = challenger.latency_p95_ms
     if latency is None or not math.isfinite(latency):
         results["latency"] = (
-            {"passed": False, "skipped": False, "value": None, "threshold": cfg.latency_budget_ms},
+            GateCheck(passed=False, value=None, threshold=cfg.latency_budget_ms),
             f"latency: p95 of recommend() was not measured; the budget is {cfg.latency_budget_ms:.1f} ms")
     else:
         results["latency"] = (
-            {"passed": latency <= cfg.latency_budget_ms, "skipped": False, "value": latency,
-             "threshold": cfg.latency_budget_ms},
+            GateCheck(passed=latency <= cfg.latency_budget_ms, value=latency, threshold=cfg.latency_budget_ms),
             f"latency: p95 of recommend() is {latency:.1f} ms, over the budget {cfg.latency_budget_ms:.1f} ms")
-    results["schema"] = ({"passed": bool(challenger.schema_ok), "skipped": False, "value": challenger.schema_ok,
-                          "threshold": True}, "schema: the bundle failed the schema check")
+    results["schema"] = (GateCheck(passed=bool(challenger.schema_ok), value=challenger.schema_ok, threshold=True),
+                         "schema: the bundle failed the schema check")
 
     checks = {name: check for name, (check, _) in results.items()}
-    reasons = [reason for check, reason in results.values() if not check["passed"]]
+    reasons = [reason for check, reason in results.values() if not check.passed]
     passed = not reasons
     if passed:
         ndcg = checks["ndcg"]
-        skipped = [name for name, check in checks.items() if check["skipped"]]
-        reasons = [f"promote {challenger.name!r} over {against}: NDCG@10 {ndcg['diff']:+.4f} "
-                   f"({ndcg['confidence']:.0%} CI [{ndcg['ci_low']:+.4f}, {ndcg['ci_high']:+.4f}], {ndcg['n']} users); "
+        skipped = [name for name, check in checks.items() if check.skipped]
+        reasons = [f"promote {challenger.name!r} over {against}: NDCG@10 {ndcg.diff:+.4f} "
+                   f"({ndcg.confidence:.0%} CI [{ndcg.ci_low:+.4f}, {ndcg.ci_high:+.4f}], {ndcg.n} users); "
                    f"all checks passed" + (f" (skipped: {', '.join(skipped)})" if skipped else "")]
-    return GateDecision(passed, "promote" if passed else "reject", reasons, checks, mode, challenger.name,
-                        reference.name)
+    return GateDecision(passed=passed, verdict="promote" if passed else "reject", reasons=reasons, checks=checks,
+                        mode=mode, challenger=challenger.name, reference=reference.name)

@@ -21,11 +21,11 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.entities.model_registry.model_version_status import ModelVersionStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from pydantic import BaseModel
 
-from recsys.registry.audit import AuditEvent, AuditLog, plan_rollback, record_rollback
+from recsys.registry.audit import AuditEvent, AuditLog, AuditRecord, plan_rollback, record_rollback
 from recsys.registry.gate import GateDecision
 from recsys.registry.tracking import (
-    CHALLENGER,
     DATA_HASH_TAG,
     GIT_SHA_TAG,
     RUN_KEY_TAG,
@@ -33,10 +33,10 @@ from recsys.registry.tracking import (
     reporting_unreachable,
     with_retries,
 )
+from recsys.schema import CHALLENGER, CHAMPION
 
 logger = logging.getLogger(__name__)
 
-CHAMPION = "champion"
 GATE_VERDICT_TAG, GATE_REASONS_TAG = "gate_verdict", "gate_reasons"
 MAX_TAG_CHARS = 5000
 """MLflow's limit on a model version tag's value."""
@@ -44,12 +44,25 @@ MAX_REASON_CHARS = 4000
 """The audit log's ``reason`` column width."""
 Notify = Callable[[dict[str, Any]], None]
 Policy = Literal["auto", "manual"]
+GateOutcome = Literal["promoted", "pending", "rejected by gate"]
+
+
+class VersionRow(BaseModel):
+    """One registered version as ``recsys registry list`` shows it."""
+
+    version: int
+    status: str
+    aliases: list[str]
+    run_id: str | None
+    run_key: str | None
+    created: datetime | None
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
 # -- MLflow helpers ------------------------------------------------------------------------------------------
-def _client(tracking_uri: str) -> MlflowClient:
+def client_for(tracking_uri: str) -> MlflowClient:
+    """An MLflow client with an explicit tracking and registry URI (a SQLite store's folder is created)."""
     if tracking_uri.startswith("sqlite:///"):
         db = tracking_uri.removeprefix("sqlite:///")
         if db and db != ":memory:":
@@ -73,7 +86,7 @@ def _versions(client: MlflowClient, name: str) -> list[ModelVersion]:
     return sorted(found, key=lambda v: int(v.version))
 
 
-def _get_version(client: MlflowClient, name: str, version: int) -> ModelVersion:
+def get_version(client: MlflowClient, name: str, version: int) -> ModelVersion:
     """The version, or ValueError naming the versions that exist."""
     _check_version(version)
     try:
@@ -87,7 +100,7 @@ def _get_version(client: MlflowClient, name: str, version: int) -> ModelVersion:
 
 
 def _ready_version(client: MlflowClient, name: str, version: int) -> ModelVersion:
-    mv = _get_version(client, name, version)
+    mv = get_version(client, name, version)
     if ModelVersionStatus.from_string(mv.status) != ModelVersionStatus.READY:
         raise ValueError(f"version {version} of {name!r} is {mv.status}, not READY: only READY versions "
                          "can become champion")
@@ -160,7 +173,7 @@ def _reports_unreachable(fn: Callable[P, R]) -> Callable[P, R]:
 # -- operations ----------------------------------------------------------------------------------------------
 def alias_version(name: str, alias: str, tracking_uri: str) -> int | None:
     """The version holding ``alias`` in MLflow, or None."""
-    return _alias_version(_client(tracking_uri), name, alias)
+    return _alias_version(client_for(tracking_uri), name, alias)
 
 
 def current_champion(name: str, tracking_uri: str) -> int | None:
@@ -168,30 +181,30 @@ def current_champion(name: str, tracking_uri: str) -> int | None:
     return alias_version(name, CHAMPION, tracking_uri)
 
 
-def list_versions(name: str, tracking_uri: str) -> list[dict[str, Any]]:
+def list_versions(name: str, tracking_uri: str) -> list[VersionRow]:
     """Every version of ``name``, oldest first: version, status, aliases, run id, run key and creation time."""
-    client = _client(tracking_uri)
+    client = client_for(tracking_uri)
     versions = _versions(client, name)
     aliases = _aliases(client, name) if versions else {}
     rows = []
     for mv in versions:
         created = datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC) if mv.creation_timestamp else None
         version = int(mv.version)
-        rows.append({"version": version, "status": str(mv.status), "aliases": aliases.get(version, []),
-                     "run_id": mv.run_id, "run_key": (mv.tags or {}).get(RUN_KEY_TAG), "created": created})
+        rows.append(VersionRow(version=version, status=str(mv.status), aliases=aliases.get(version, []),
+                               run_id=mv.run_id, run_key=(mv.tags or {}).get(RUN_KEY_TAG), created=created))
     return rows
 
 
 @_reports_unreachable
 def promote(name: str, version: int, *, actor: str | None, reason: str | None, audit: AuditLog,
             tracking_uri: str, notify: Notify | None = None,
-            details: dict[str, Any] | None = None) -> dict[str, Any]:
+            details: dict[str, Any] | None = None) -> AuditRecord:
     """Move ``champion`` to a READY ``version``, record it, then call ``notify``; returns the audit record.
 
     The version loses the ``challenger`` alias if it held it. If the audit write fails, the alias is moved
     back and the error raised.
     """
-    client = _client(tracking_uri)
+    client = client_for(tracking_uri)
     mv = _ready_version(client, name, version)
     previous = _alias_version(client, name, CHAMPION)
     if previous == version:
@@ -211,19 +224,18 @@ def promote(name: str, version: int, *, actor: str | None, reason: str | None, a
         except MlflowException:
             logger.warning("%s v%d is champion but still holds %r", name, version, CHALLENGER, exc_info=True)
     logger.info("promoted %s v%d to %s (was %s)", name, version, CHAMPION, previous)
-    record = rec.to_dict()
-    _notify(notify, record)
-    return record
+    _notify(notify, rec.to_dict())
+    return rec
 
 
 @_reports_unreachable
 def rollback(name: str, *, to_version: int | None = None, actor: str | None, reason: str | None,
-             audit: AuditLog, tracking_uri: str, notify: Notify | None = None) -> dict[str, Any]:
+             audit: AuditLog, tracking_uri: str, notify: Notify | None = None) -> AuditRecord:
     """Move ``champion`` back to the previous champion of the audit history (or ``to_version``) and record it."""
     if to_version is not None:
         _check_version(to_version)
     from_version, target = plan_rollback(audit, name, to_version)
-    client = _client(tracking_uri)
+    client = client_for(tracking_uri)
     _ready_version(client, name, target)
     live = _alias_version(client, name, CHAMPION)
     if live != from_version:
@@ -236,16 +248,16 @@ def rollback(name: str, *, to_version: int | None = None, actor: str | None, rea
         _restore_champion(client, name, live)
         raise
     logger.info("rolled %s back from v%d to v%d", name, from_version, target)
-    return rec.to_dict()
+    return rec
 
 
 def request_approval(name: str, version: int, decision_dict: dict[str, Any], audit: AuditLog,
-                     actor: str | None) -> dict[str, Any]:
+                     actor: str | None) -> AuditRecord:
     """Record that ``version`` passed the gate and waits for a human's ``approve`` or ``reject``."""
     _check_version(version)
     rec = audit.record(AuditEvent.APPROVAL_PENDING, name, to_version=version, actor=actor,
                        reason="passed the promotion gate; waiting for approval", details={"decision": decision_dict})
-    return rec.to_dict()
+    return rec
 
 
 def _pending_versions(audit: AuditLog, name: str) -> list[int]:
@@ -254,14 +266,14 @@ def _pending_versions(audit: AuditLog, name: str) -> list[int]:
 
 @_reports_unreachable
 def approve(name: str, version: int, *, by: str, reason: str, audit: AuditLog, tracking_uri: str,
-            notify: Notify | None = None) -> dict[str, Any]:
+            notify: Notify | None = None) -> AuditRecord:
     """Complete a pending approval: record ``approved``, then promote; returns the promotion's record."""
     _check_version(version)
     pending = _pending_versions(audit, name)
     if version not in pending:
         waiting = ", ".join(str(v) for v in pending) or "none"
         raise ValueError(f"version {version} of {name!r} has no pending approval; pending: {waiting}")
-    client = _client(tracking_uri)
+    client = client_for(tracking_uri)
     _ready_version(client, name, version)  # fail before recording the approval
     if _alias_version(client, name, CHAMPION) == version:
         raise ValueError(f"version {version} of {name!r} is already the champion")
@@ -270,16 +282,16 @@ def approve(name: str, version: int, *, by: str, reason: str, audit: AuditLog, t
                    notify=notify, details={"approved_by": by})
 
 
-def reject(name: str, version: int, *, by: str, reason: str, audit: AuditLog) -> dict[str, Any]:
+def reject(name: str, version: int, *, by: str, reason: str, audit: AuditLog) -> AuditRecord:
     """Record a human's rejection of ``version`` (clears its pending approval); no alias moves."""
     _check_version(version)
-    return audit.record(AuditEvent.REJECTED, name, to_version=version, actor=by, reason=reason).to_dict()
+    return audit.record(AuditEvent.REJECTED, name, to_version=version, actor=by, reason=reason)
 
 
 @_reports_unreachable
 def apply_gate_decision(name: str, version: int, decision: GateDecision, *, policy: Policy, audit: AuditLog,
                         tracking_uri: str, actor: str | None, notify: Notify | None = None,
-                        act_on: int | None = None) -> str:
+                        act_on: int | None = None) -> GateOutcome:
     """Record a gate decision about ``version`` (audit log + version tags) and act on it under ``policy``.
 
     The action concerns ``act_on`` when given (the refit of the evaluated ``version``), else ``version``.
@@ -288,10 +300,10 @@ def apply_gate_decision(name: str, version: int, decision: GateDecision, *, poli
     """
     if policy not in ("auto", "manual"):
         raise ValueError(f"policy must be 'auto' or 'manual', got {policy!r}")
-    client = _client(tracking_uri)
+    client = client_for(tracking_uri)
     target = version if act_on is None else act_on
     for v in dict.fromkeys((version, target)):
-        _get_version(client, name, v)
+        get_version(client, name, v)
     summary = "; ".join(decision.reasons)
     for v in dict.fromkeys((version, target)):
         for key, value in ((GATE_VERDICT_TAG, decision.verdict),

@@ -5,8 +5,8 @@ tags, the training window as a dataset input) and logs the bundle as a pyfunc mo
 logged model into a registry version with the alias ``challenger``, once per run key: rerunning the same
 training (same replay week, config and data hash) returns the existing version instead of adding one.
 
-The default tracking store is ``sqlite:///<var_dir>/mlflow/mlflow.db`` (``MLFLOW_TRACKING_URI`` overrides it).
-Nothing touches MLflow or the file system at import.
+Callers pass the tracking URI (``Settings.mlflow_uri``: ``MLFLOW_TRACKING_URI``, else a SQLite store under
+``var_dir``). Nothing touches MLflow or the file system at import.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
 import subprocess
 import tempfile
@@ -50,20 +49,19 @@ from tenacity import (
 )
 
 from recsys import schema as S
-from recsys.config import Settings
 from recsys.evaluation.protocols import EvalResult
 from recsys.evaluation.report import flat_metrics, summarize_result, write_report
 from recsys.ranking.ranker import feature_importance
 from recsys.ranking.recommender import Recommender
 from recsys.ranking.train import TrainResult
 from recsys.registry.audit import AuditEvent, AuditLog
+from recsys.runtime import preserved_env
+from recsys.schema import CHALLENGER, DEFAULT_MODEL_NAME, K
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL_NAME = "content-ranker"
-DEFAULT_EXPERIMENT = "content-ranker"
-CHALLENGER = "challenger"
-DEFAULT_N = 10
+DEFAULT_EXPERIMENT = DEFAULT_MODEL_NAME
+DEFAULT_N = K
 READY_TIMEOUT_S = 60.0
 RUN_KEY_TAG, DATA_HASH_TAG, GIT_SHA_TAG, WEEK_TAG = "run_key", "data_hash", "git_sha", "replay_week"
 REGISTRATION_TAG, COMPLETE = "registration", "complete"
@@ -73,15 +71,6 @@ OUTPUT_COLUMNS = ("user_id", "rank", "item_id", "score")
 _RUNTIME_PACKAGES = ("mlflow", "lightgbm", "numpy", "pandas", "scipy", "pyarrow", "pydantic", "pydantic-settings")
 
 T = TypeVar("T")
-
-
-def default_tracking_uri(settings: Settings | None = None) -> str:
-    """``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<var_dir>/mlflow/mlflow.db`` (only computed)."""
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    settings = settings or Settings()
-    return f"sqlite:///{(settings.var_dir / 'mlflow' / 'mlflow.db').resolve().as_posix()}"
 
 
 # -- retries -------------------------------------------------------------------------------------------------
@@ -133,16 +122,13 @@ def scoped_tracking_uri(uri: str) -> Iterator[None]:
     """
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    saved_global, saved_env = tracking_utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(saved_global)  # type: ignore[arg-type]  # None unsets it (mlflow's own reset)
-        if saved_env is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = saved_env
+    saved_global = tracking_utils._tracking_uri
+    with preserved_env("MLFLOW_TRACKING_URI"):
+        mlflow.set_tracking_uri(uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(saved_global)  # type: ignore[arg-type]  # None unsets it (mlflow's own reset)
 
 
 @contextlib.contextmanager
@@ -289,8 +275,8 @@ def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
         return str(exp.experiment_id)
 
 
-def log_training(result: TrainResult, bundle_dir: Path, *, experiment: str = DEFAULT_EXPERIMENT,
-                 metrics: dict[str, float] | None = None, tracking_uri: str | None = None,
+def log_training(result: TrainResult, bundle_dir: Path, *, tracking_uri: str, experiment: str = DEFAULT_EXPERIMENT,
+                 metrics: dict[str, float] | None = None,
                  evaluation: EvalResult | None = None, summary: dict[str, Any] | None = None,
                  tags: dict[str, str] | None = None) -> LoggedRun:
     """Log one training run and its bundle as a pyfunc model; see the module docstring.
@@ -299,7 +285,7 @@ def log_training(result: TrainResult, bundle_dir: Path, *, experiment: str = DEF
     computed here if not given), the run also gets the metrics per slice and against the baselines, and the
     report under ``evaluation/``: tables, NDCG by user activity and the plots, feature importance included.
     """
-    uri = tracking_uri or default_tracking_uri()
+    uri = tracking_uri
     rec = result.recommender
     info = result.info
     data_hash = str(rec.manifest.get("data_hash", ""))
@@ -396,7 +382,7 @@ def register(logged: LoggedRun, model_name: str = DEFAULT_MODEL_NAME, tracking_u
 
     ``version_tags`` are added to the version's own tags (run key, data hash and git sha).
     """
-    uri = tracking_uri or logged.tracking_uri or default_tracking_uri()
+    uri = tracking_uri or logged.tracking_uri
     with _tracking(uri) as client:
         existing = find_version(client, model_name, logged.run_key)
         if existing is not None and existing.tags.get(REGISTRATION_TAG) == COMPLETE:
@@ -429,3 +415,65 @@ def register(logged: LoggedRun, model_name: str = DEFAULT_MODEL_NAME, tracking_u
                      details={"run_key": logged.run_key, "model_uri": logged.model_uri, "alias": CHALLENGER,
                               "seconds": round(elapsed, 3), "resumed": existing is not None})
     return RegisteredVersion(model_name, int(version), logged.run_key, created=existing is None)
+
+
+# -- tuning --------------------------------------------------------------------------------------------------
+TUNING_EXPERIMENT = f"{DEFAULT_MODEL_NAME}-tuning"
+
+
+class MlflowTuningLog:
+    """A :class:`~recsys.ranking.tune.TuningLog` that records a study as a parent run with one nested run per trial.
+
+    It uses an explicit client, not MLflow's global fluent state: the caller's tracking URI is left untouched.
+    """
+
+    def __init__(self, tracking_uri: str, experiment: str = TUNING_EXPERIMENT) -> None:
+        self.uri, self.experiment = tracking_uri, experiment
+        self.parent_run_id: str | None = None
+        self._trials: dict[int, str] = {}
+        self._client: MlflowClient | None = None
+        self._exp_id = ""
+
+    def _log(self, run_id: str, params: dict[str, Any] | None = None,
+             metrics: dict[str, float] | None = None) -> None:
+        from mlflow.entities import Metric, Param
+
+        assert self._client is not None
+        now = int(time.time() * 1000)
+        self._client.log_batch(run_id, params=[Param(k, str(v)) for k, v in (params or {}).items()],
+                               metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()])
+
+    def begin(self, as_of_week: int, params: dict[str, Any]) -> None:
+        if self.uri.startswith("sqlite:///"):
+            Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self._client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        self._exp_id = experiment_id(self._client, self.experiment, self.uri)
+        self.parent_run_id = self._client.create_run(self._exp_id, run_name=f"tune week={as_of_week:02d}").info.run_id
+        self._log(self.parent_run_id, params)
+
+    def trial_started(self, number: int, params: dict[str, Any]) -> None:
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+        assert self._client is not None and self.parent_run_id is not None
+        run_id = self._client.create_run(self._exp_id, run_name=f"trial {number}",
+                                         tags={MLFLOW_PARENT_RUN_ID: self.parent_run_id}).info.run_id
+        self._trials[number] = run_id
+        self._log(run_id, params)
+
+    def trial_ended(self, number: int, metrics: dict[str, float] | None) -> None:
+        assert self._client is not None
+        run_id = self._trials.pop(number)
+        if metrics is not None:
+            self._log(run_id, metrics=metrics)
+        self._client.set_terminated(run_id, "FINISHED" if metrics is not None else "FAILED")
+
+    def end(self, best_params: dict[str, Any] | None, best_value: float | None, config: dict[str, Any] | None) -> None:
+        if self._client is None or self.parent_run_id is None:
+            return
+        if config is None or best_params is None or best_value is None:
+            self._client.set_terminated(self.parent_run_id, "FAILED")
+            return
+        self._log(self.parent_run_id, {f"best.{k}": v for k, v in best_params.items()},
+                  {"best_val_ndcg_at_10": best_value})
+        self._client.log_dict(self.parent_run_id, config, "best_config.json")
+        self._client.set_terminated(self.parent_run_id, "FINISHED")

@@ -26,16 +26,59 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from recsys.ranking.recommender import BundleError, Recommender
+from recsys.schema import CHALLENGER, CHAMPION
 from recsys.serving.cache import Answer, RankedCache
 
 logger = logging.getLogger(__name__)
 
-CHAMPION, CHALLENGER = "champion", "challenger"
+UNREACHABLE: Literal["unreachable"] = "unreachable"
+"""What :meth:`ModelManager.refresh` saw for an alias whose registry look-up failed."""
+Wanted = int | None | Literal["unreachable"]
+"""What the registry says an alias holds: a version, nothing (the alias is not set), or unknown (unreachable)."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one refresh does for one alias: ``load`` a version, ``keep`` what serves, ``drop`` it, or nothing."""
+
+    alias: str
+    action: Literal["load", "keep", "drop", "none"]
+    version: int | None
+    """The version loaded (``load``) or kept/dropped; None when there is none."""
+    reason: str
+
+
+def plan_refresh(loaded: Mapping[str, int | None], wanted: Mapping[str, Wanted]) -> list[Step]:
+    """The swap decision as a pure function of states (one step per alias of ``wanted``, in its order).
+
+    ``loaded`` maps the aliases that have a model to its version. Availability first: an unreachable registry
+    or a champion alias that disappeared never unloads what serves (a service without a champion answers 503);
+    another alias that disappeared is dropped; a new version is loaded (and swapped in only if it loads and
+    passes its smoke test, which the caller checks); the same version is kept.
+    """
+    steps = []
+    for alias, target in wanted.items():
+        current = loaded.get(alias)
+        has_model = alias in loaded
+        if isinstance(target, str):  # UNREACHABLE
+            steps.append(Step(alias, "keep" if has_model else "none", current,
+                              "registry unreachable: kept the current model"))
+        elif target is None:
+            if has_model and alias != CHAMPION:
+                steps.append(Step(alias, "drop", current, f"alias gone: unloaded v{current}"))
+            else:
+                steps.append(Step(alias, "keep" if has_model else "none", current, "no version"))
+        elif has_model and current == target:
+            steps.append(Step(alias, "keep", current, f"v{target} already loaded"))
+        else:
+            was = f"v{current}" if has_model else "nothing"
+            steps.append(Step(alias, "load", target, f"load v{target} (was {was})"))
+    return steps
 
 
 @dataclass(frozen=True)
@@ -193,36 +236,36 @@ class ModelManager:
             return model
 
     def refresh(self) -> dict[str, str]:
-        """Bring every alias in line with the registry; returns alias -> what happened."""
+        """Bring every alias in line with the registry (:func:`plan_refresh`); returns alias -> what happened."""
         if self.tracking_uri is None:
             return {}
+        with self._lock:
+            models = self._models
+            loaded = {alias: model.version for alias, model in models.items()}
+            steps = plan_refresh(loaded, {alias: self._lookup(alias) for alias in self.aliases})
+            outcome: dict[str, str] = {}
+            for step in steps:
+                if step.action == "drop":
+                    self._models = {k: v for k, v in self._models.items() if k != step.alias}
+                if step.action == "load" and step.version is not None:
+                    outcome[step.alias] = self._load_version(step.alias, step.version)
+                else:
+                    outcome[step.alias] = step.reason
+        return outcome
+
+    def _lookup(self, alias: str) -> Wanted:
+        """The version the registry gives ``alias``; ``"unreachable"`` (counted) when the look-up fails."""
         from mlflow.exceptions import MlflowException
 
         from recsys.registry.service import alias_version
 
-        outcome: dict[str, str] = {}
-        with self._lock:
-            for alias in self.aliases:
-                try:
-                    version = alias_version(self.name, alias, self.tracking_uri)
-                except (MlflowException, OSError) as exc:
-                    self.stats.registry_errors += 1
-                    logger.warning("registry unreachable (%s); %s keeps its current model", exc, alias)
-                    outcome[alias] = "registry unreachable: kept the current model"
-                    continue
-                current = self._models.get(alias)
-                if version is None:
-                    if current is not None and alias != CHAMPION:
-                        self._models = {k: v for k, v in self._models.items() if k != alias}
-                        outcome[alias] = f"alias gone: unloaded v{current.version}"
-                    else:
-                        outcome[alias] = "no version"
-                    continue
-                if current is not None and current.version == version:
-                    outcome[alias] = f"v{version} already loaded"
-                    continue
-                outcome[alias] = self._load_version(alias, version)
-        return outcome
+        assert self.tracking_uri is not None
+        try:
+            return alias_version(self.name, alias, self.tracking_uri)
+        except (MlflowException, OSError) as exc:
+            self.stats.registry_errors += 1
+            logger.warning("registry unreachable (%s); %s keeps its current model", exc, alias)
+            return UNREACHABLE
 
     def _load_version(self, alias: str, version: int) -> str:
         assert self.tracking_uri is not None

@@ -22,7 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from recsys.serving.models import CHAMPION, LoadedModel, ModelManager
+from recsys.schema import CHAMPION
+from recsys.serving.models import LoadedModel, ModelManager
 from recsys.serving.router import Router, overlap_at_k
 from recsys.serving.schemas import Item, ModelInfo, PredictRequest, PredictResponse
 

@@ -11,15 +11,12 @@ several weeks pays the import once.
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 DOCS_SITE = "recsys"
 _DATASOURCE = "recsys_frames"

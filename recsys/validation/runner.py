@@ -24,11 +24,12 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from recsys import notify
 from recsys import schema as S
-from recsys.config import Settings
 from recsys.data.load import load_movielens
 from recsys.data.replay import ReplayClock, interactions_of_week
-from recsys.notify import Channel, Notification, channels_from_env, dispatch
+from recsys.notify import Channel, Notification, dispatch
+from recsys.settings import Settings
 from recsys.validation import store
 from recsys.validation.gx_runner import GxRunner, SuiteRun
 from recsys.validation.reader import BatchFileError, find_batch_file, read_batch
@@ -186,7 +187,7 @@ def _quarantine_and_notify(settings: Settings, outcome: ValidationOutcome, resul
                                  "source_path": str(outcome.source_path) if outcome.source_path else None,
                                  "rows": outcome.rows, "failed_checks": outcome.failed_checks,
                                  "error": outcome.error, "run_id": outcome.run_id})
-    dispatch(note, channels if channels is not None else channels_from_env(settings))
+    dispatch(note, channels if channels is not None else notify.channels(settings))
 
 
 def validate_week(settings: Settings, week: int, *, now: int | datetime | None = None,
@@ -194,7 +195,7 @@ def validate_week(settings: Settings, week: int, *, now: int | datetime | None =
     """Validate the incoming batch of ``week``; accept it into the store or quarantine it (see module doc).
 
     ``now`` (unix seconds or an aware datetime; default: the wall clock) bounds the timestamps from above.
-    ``channels`` default to :func:`recsys.notify.channels_from_env`. Raises BatchFileError only when the week's
+    ``channels`` default to :func:`recsys.notify.channels`. Raises BatchFileError only when the week's
     folder holds no batch file at all (nothing to quarantine); an unreadable file gives a failed outcome.
     """
     started = time.perf_counter()

@@ -26,19 +26,11 @@ from typing import Any
 import pandas as pd
 
 from recsys import schema as S
-from recsys.config import Settings
+from recsys.settings import Settings
 from recsys.validation.suites import History, rating_counts
 
 STORE_FILE = "interactions.parquet"
 META_FILE = "_SUCCESS.json"
-
-
-def store_dir(settings: Settings) -> Path:
-    return settings.data_dir / "store"
-
-
-def quarantine_dir(settings: Settings) -> Path:
-    return settings.data_dir / "quarantine"
 
 
 def week_dir(root: Path, week: int) -> Path:
@@ -57,7 +49,7 @@ def sha256_file(path: Path) -> str:
 
 def accept(settings: Settings, week: int, batch: pd.DataFrame, *, run_id: str) -> Path:
     """Write ``batch`` as week ``week`` of the training store (atomically) with its metadata; the data path."""
-    part = week_dir(store_dir(settings), week)
+    part = week_dir(settings.store_dir, week)
     part.mkdir(parents=True, exist_ok=True)
     path = part / STORE_FILE
     tmp = part / f".{STORE_FILE}.tmp"
@@ -84,7 +76,7 @@ def acceptance_log(settings: Settings) -> list[dict[str, Any]]:
 
 
 def accepted_meta(settings: Settings, week: int) -> dict[str, Any] | None:
-    path = week_dir(store_dir(settings), week) / META_FILE
+    path = week_dir(settings.store_dir, week) / META_FILE
     if not path.is_file():
         return None
     meta: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
@@ -93,7 +85,7 @@ def accepted_meta(settings: Settings, week: int) -> dict[str, Any] | None:
 
 def accepted_weeks(settings: Settings, before: int | None = None) -> list[int]:
     """Weeks with a complete accepted batch in the store (optionally only those before ``before``)."""
-    root = store_dir(settings)
+    root = settings.store_dir
     if not root.is_dir():
         return []
     weeks = []
@@ -128,7 +120,7 @@ def seen_ids(settings: Settings, weeks: list[int]) -> tuple[set[int], set[int]]:
     users: set[int] = set()
     items: set[int] = set()
     for w in weeks:
-        frame = pd.read_parquet(week_dir(store_dir(settings), w) / STORE_FILE, columns=[S.USER, S.ITEM])
+        frame = pd.read_parquet(week_dir(settings.store_dir, w) / STORE_FILE, columns=[S.USER, S.ITEM])
         users.update(frame[S.USER].astype("int64").tolist())
         items.update(frame[S.ITEM].astype("int64").tolist())
     return users, items
@@ -138,7 +130,7 @@ def quarantine(settings: Settings, week: int, source: Path | None, result: dict[
                *, stamp: datetime | None = None) -> Path:
     """Put a rejected batch into a new quarantine folder: the original file, result.json and summary.md."""
     when = stamp or datetime.now(UTC)
-    base = week_dir(quarantine_dir(settings), week)
+    base = week_dir(settings.quarantine_dir, week)
     folder = base / when.strftime("%Y%m%dT%H%M%S.%fZ")
     n = 1
     while folder.exists():  # two rejections within the same microsecond
@@ -157,7 +149,7 @@ def load_store(settings: Settings, weeks: list[int] | None = None) -> tuple[pd.D
     weeks, and a content hash (the raw users/items files and each week's sha256)."""
     weeks = accepted_weeks(settings) if weeks is None else weeks
     columns = list(S.INTERACTION_DTYPES)
-    frames = [pd.read_parquet(week_dir(store_dir(settings), w) / STORE_FILE, columns=columns) for w in weeks]
+    frames = [pd.read_parquet(week_dir(settings.store_dir, w) / STORE_FILE, columns=columns) for w in weeks]
     frame = (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns))
     frame = frame.astype(S.INTERACTION_DTYPES).sort_values([S.TS, S.USER, S.ITEM], kind="stable")
     digest = hashlib.sha256()

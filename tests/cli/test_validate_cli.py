@@ -10,10 +10,11 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from recsys.cli import CliError, _load_data
-from recsys.config import Settings
 from recsys.data.load import load_movielens
 from recsys.data.replay import ReplayClock, interactions_of_week
+from recsys.settings import Settings
+from recsys.stages.base import StageError
+from recsys.stages.inputs import load_training_data
 from recsys.validation import store
 
 pytestmark = pytest.mark.integration
@@ -37,7 +38,7 @@ def drill(raw_data_dir: Callable[[Path], Path], tmp_path_factory: pytest.TempPat
             assert runner.invoke(app_(), ["data", "replay", "--week", str(w)]).exit_code == 0
         out["all"] = runner.invoke(app_(), ["validate", "--all"])
         settings = Settings()
-        stored = (store.week_dir(store.store_dir(settings), 5) / store.STORE_FILE).read_bytes()
+        stored = (store.week_dir(settings.store_dir, 5) / store.STORE_FILE).read_bytes()
         out["inject"] = runner.invoke(app_(), ["data", "inject", "--week", "5", "--fault", "duplicate_rows"])
         out["bad"] = runner.invoke(app_(), ["validate", "--week", "5"])
         out["file_fault"] = runner.invoke(app_(), ["data", "inject", "--week", "4", "--fault", "latin1_csv"])
@@ -70,7 +71,7 @@ def test_a_corrupted_batch_is_quarantined_and_the_store_keeps_the_good_copy(dril
     assert "rows.unique" in result.stdout or "duplicate" in result.stdout.lower()
     [folder] = (drill.settings.data_dir / "quarantine" / "week=05").iterdir()
     assert {p.name for p in folder.iterdir()} >= {"interactions.parquet", "result.json", "summary.md"}
-    stored = (store.week_dir(store.store_dir(drill.settings), 5) / store.STORE_FILE).read_bytes()
+    stored = (store.week_dir(drill.settings.store_dir, 5) / store.STORE_FILE).read_bytes()
     assert stored == drill.stored_week5
 
 
@@ -107,7 +108,8 @@ def test_training_data_comes_from_the_store_on_the_raw_timeline(store_settings: 
     clock = ReplayClock.from_interactions(ml.interactions)
     for w in (1, 2, 4):  # week 0 and week 3 were never accepted
         store.accept(store_settings, w, interactions_of_week(ml.interactions, clock, w), run_id="test")
-    data, data_clock, source = _load_data(store_settings)
+    loaded = load_training_data(store_settings)
+    data, data_clock, source = loaded.ml, loaded.clock, loaded.source
     assert "validated store, weeks 1..4" in source and "missing (not validated): [0, 3]" in source
     assert data_clock.origin == clock.origin and data_clock.n_weeks == 5
     expected = sum(len(interactions_of_week(ml.interactions, clock, w)) for w in (1, 2, 4))
@@ -118,13 +120,13 @@ def test_training_data_comes_from_the_store_on_the_raw_timeline(store_settings: 
                                                           "rating": "float32", "timestamp": "int64"}
     assert data.data_hash != ml.data_hash and len(data.users) == len(ml.users)
 
-    raw, raw_clock, _ = _load_data(store_settings.model_copy(update={"training_source": "raw"}))
-    assert len(raw.interactions) == len(ml.interactions) and raw_clock == clock
+    raw = load_training_data(store_settings.model_copy(update={"training_source": "raw"}))
+    assert len(raw.ml.interactions) == len(ml.interactions) and raw.clock == clock
 
 
 def test_store_source_without_validated_weeks_is_an_error(store_settings: Settings) -> None:
-    with pytest.raises(CliError, match="no validated weeks"):
-        _load_data(store_settings.model_copy(update={"training_source": "store"}))
-    data, _, source = _load_data(store_settings)  # auto: falls back to the raw download
-    assert "raw download" in source
-    assert len(data.interactions) == 100_000
+    with pytest.raises(StageError, match="no validated weeks"):
+        load_training_data(store_settings.model_copy(update={"training_source": "store"}))
+    loaded = load_training_data(store_settings)  # auto: falls back to the raw download
+    assert "raw download" in loaded.source
+    assert len(loaded.ml.interactions) == 100_000

@@ -49,8 +49,8 @@ def test_a_booster_with_other_features_fails_the_schema_check(holdout: SimpleNam
 
 def test_latency_is_measured_per_single_user_call(holdout: SimpleNamespace) -> None:
     stats = recommend_latency(holdout.rec, holdout.window.users[:20])
-    assert stats["n"] == 20
-    assert 0 < stats["p50_ms"] <= stats["p95_ms"] <= stats["p99_ms"] < 5_000
+    assert stats.n == 20
+    assert 0 < stats.p50_ms <= stats.p95_ms <= stats.p99_ms < 5_000
 
 
 def test_activity_buckets_cover_every_user_once(holdout: SimpleNamespace) -> None:

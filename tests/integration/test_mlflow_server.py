@@ -143,7 +143,7 @@ def test_register_and_promote_through_the_server(registry: SimpleNamespace, serv
     assert client.get_model_version_by_alias(MODEL, "champion").version == "1"
     assert client.get_model_version_by_alias(MODEL, "challenger").version == "2"
     assert service.current_champion(MODEL, server.uri) == 1
-    assert registry.promoted["from_version"] is None and registry.promoted["to_version"] == 1
+    assert registry.promoted.from_version is None and registry.promoted.to_version == 1
     assert [(r.event, r.to_version) for r in registry.audit.history(MODEL)] == [  # newest first
         (AuditEvent.REGISTERED, 2), (AuditEvent.PROMOTED, 1), (AuditEvent.REGISTERED, 1)]
     # the bundle went through the server's artifact proxy into its artifacts destination
@@ -180,9 +180,9 @@ def test_unreachable_server_fails_cleanly_and_moves_nothing(registry: SimpleName
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT")
     server.start()  # same store, same port
     rows = service.list_versions(MODEL, server.uri)
-    assert [(r["version"], r["status"], r["aliases"]) for r in rows] == [
+    assert [(r.version, r.status, r.aliases) for r in rows] == [
         (1, "READY", ["champion"]), (2, "READY", ["challenger"])]
-    assert logged.run_key not in {r["run_key"] for r in rows}
+    assert logged.run_key not in {r.run_key for r in rows}
     # the logged run registers once the server is back, as the next version
     again = register(logged, MODEL, tracking_uri=server.uri, audit=audit)
     assert (again.version, again.created) == (3, True)

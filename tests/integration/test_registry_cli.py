@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from recsys.cli import app
 from recsys.registry import service
-from recsys.registry.audit import AuditEvent, AuditLog
+from recsys.registry.audit import AuditEvent, AuditLog, AuditRecord
 from recsys.registry.gate import GateConfig, GateDecision, ModelEvaluation, decide
 from recsys.registry.tracking import log_training, register
 
@@ -69,7 +69,7 @@ def champion(env: SimpleNamespace) -> int | None:
     return service.current_champion(MODEL, env.uri)
 
 
-def promote(env: SimpleNamespace, version: int, **kwargs: Any) -> dict[str, Any]:
+def promote(env: SimpleNamespace, version: int, **kwargs: Any) -> AuditRecord:
     return service.promote(MODEL, version, actor="ci", reason="test", audit=env.audit, tracking_uri=env.uri,
                            **kwargs)
 
@@ -106,9 +106,8 @@ def gate(passing: bool) -> GateDecision:
 def test_two_ready_versions_are_listed(env: SimpleNamespace, store: SimpleNamespace) -> None:
     assert [(v.version, v.created) for v in store.versions] == [(1, True), (2, True)]
     rows = service.list_versions(MODEL, env.uri)
-    assert [(r["version"], r["status"], r["aliases"]) for r in rows] == [(1, "READY", []),
-                                                                         (2, "READY", ["challenger"])]
-    assert rows[0]["run_key"] != rows[1]["run_key"] and all(r["run_id"] and r["created"] for r in rows)
+    assert [(r.version, r.status, r.aliases) for r in rows] == [(1, "READY", []), (2, "READY", ["challenger"])]
+    assert rows[0].run_key != rows[1].run_key and all(r.run_id and r.created for r in rows)
     result = cli("list")
     assert result.exit_code == 0, result.output
     assert "challenger" in result.stdout and "READY" in result.stdout
@@ -117,10 +116,10 @@ def test_two_ready_versions_are_listed(env: SimpleNamespace, store: SimpleNamesp
 
 def test_promote_and_rollback(env: SimpleNamespace) -> None:
     first = promote(env, 1)
-    assert champion(env) == 1 and (first["from_version"], first["to_version"]) == (None, 1)
+    assert champion(env) == 1 and (first.from_version, first.to_version) == (None, 1)
     second = promote(env, 2)
-    assert champion(env) == 2 and (second["from_version"], second["to_version"]) == (1, 2)
-    assert second["event"] == "promoted" and second["run_id"]
+    assert champion(env) == 2 and (second.from_version, second.to_version) == (1, 2)
+    assert second.event == "promoted" and second.run_id
     # the new champion no longer holds challenger
     assert "challenger" not in env.client.get_model_version(MODEL, "2").aliases
 
@@ -214,7 +213,7 @@ def test_a_failing_notification_hook_is_logged_not_raised(env: SimpleNamespace) 
     promote(env, 1, notify=broken)
     promote(env, 2)
     rec = service.rollback(MODEL, actor="ci", reason="test", audit=env.audit, tracking_uri=env.uri, notify=broken)
-    assert champion(env) == 1 and rec["event"] == "rolled_back"
+    assert champion(env) == 1 and rec.event == "rolled_back"
     assert [r["event"] for r in seen] == ["promoted", "rolled_back"]
 
 

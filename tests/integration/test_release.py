@@ -149,7 +149,7 @@ def test_rollback_returns_to_the_previous_champion_and_notifies(life: SimpleName
 
 
 def test_history_records_the_whole_cycle(life: SimpleNamespace) -> None:
-    events = [json.loads(line) for line in life.out["history"].stdout.splitlines()][::-1]
+    events = json.loads(life.out["history"].stdout)["events"][::-1]
     assert [(e["event"], e["to_version"]) for e in events] == [
         ("registered", 1), ("gate_decision", 1), ("promoted", 1),
         ("registered", 2), ("gate_decision", 2),

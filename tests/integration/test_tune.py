@@ -19,7 +19,10 @@ from recsys.config import TrainConfig
 from recsys.data import split
 from recsys.data.load import load_movielens
 from recsys.data.replay import ReplayClock
-from recsys.ranking.tune import DEFAULT_EXPERIMENT, tune, write_config
+from recsys.registry.tracking import TUNING_EXPERIMENT
+from recsys.settings import Settings
+from recsys.stages.inputs import TrainingData
+from recsys.stages.tune import TuneParams, TuneResult, tune
 
 pytestmark = pytest.mark.integration
 
@@ -44,21 +47,23 @@ def tuned(movielens: Path, tmp_path_factory: pytest.TempPathFactory) -> SimpleNa
         windows.append((start, horizon))
         return original(interactions, clk, start, horizon)
 
+    settings = Settings(data_dir=root / "data", var_dir=root / "var", tracking_uri=uri)
+    params = TuneParams(as_of_week=AS_OF, trials=TRIALS, config=base, out=root / "tuning" / "best_config.json")
     with pytest.MonkeyPatch.context() as mp, threadpool_limits(1, user_api="blas"):
         mp.setattr(split, "temporal_window", spy)
-        result = tune(ml, clock, AS_OF, base, TRIALS, seed=0, tracking_uri=uri)
-    path = write_config(result.config, root / "tuning" / "best_config.json")
-    return SimpleNamespace(result=result, base=base, uri=uri, windows=windows, path=path)
+        result = tune(settings, params, data=TrainingData(ml, clock, "the raw download"))
+    return SimpleNamespace(result=result, base=base, uri=uri, windows=windows, path=result.config_path)
 
 
 def test_trials_and_best(tuned: SimpleNamespace) -> None:
     result = tuned.result
     assert len(result.trials) == TRIALS
-    values = [t["value"] for t in result.trials]
+    values = [t.value for t in result.trials]
     assert all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in values)
     assert result.best_value == max(values)
-    best = next(t for t in result.trials if t["value"] == result.best_value)
-    assert best["params"] == result.best_params
+    best = next(t for t in result.trials if t.value == result.best_value)
+    assert best.params == result.best_params
+    assert TuneResult.model_validate_json(result.to_json()) == result  # what a DAG task passes on
 
 
 def test_best_config_is_written_for_training(tuned: SimpleNamespace) -> None:
@@ -77,12 +82,12 @@ def test_objective_never_reads_the_cut_week_or_later(tuned: SimpleNamespace) -> 
     assert all(start + horizon <= AS_OF for start, horizon in tuned.windows)
     assert (AS_OF - HORIZON, HORIZON) in tuned.windows  # the validation window
     for trial in tuned.result.trials:
-        assert all(start + HORIZON <= AS_OF - HORIZON for start in trial["label_window_starts"])
+        assert all(start + HORIZON <= AS_OF - HORIZON for start in trial.label_window_starts)
 
 
 def test_each_trial_is_a_nested_mlflow_run(tuned: SimpleNamespace) -> None:
     client = MlflowClient(tracking_uri=tuned.uri)
-    experiment = client.get_experiment_by_name(DEFAULT_EXPERIMENT)
+    experiment = client.get_experiment_by_name(TUNING_EXPERIMENT)
     assert experiment is not None
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
@@ -91,14 +96,14 @@ def test_each_trial_is_a_nested_mlflow_run(tuned: SimpleNamespace) -> None:
     assert parents[0].info.run_id == tuned.result.parent_run_id
     assert all(c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for c in children)
     logged = sorted(c.data.metrics["val_ndcg_at_10"] for c in children)
-    assert logged == pytest.approx(sorted(t["value"] for t in tuned.result.trials))
+    assert logged == pytest.approx(sorted(t.value for t in tuned.result.trials))
     assert all(set(c.data.params) >= set(TUNED_RANKER) for c in children)
 
 
 def test_cli_refuses_zero_trials() -> None:
     result = CliRunner().invoke(app, ["tune", "--as-of-week", str(AS_OF), "--trials", "0"])
-    assert result.exit_code == 1
-    assert "--trials must be >= 1" in result.stderr
+    assert result.exit_code == 2
+    assert "--trials" in result.output
 
 
 def test_cli_registry_show(small_model: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,8 @@ from mlflow.tracking import MlflowClient
 
 from recsys.ranking.recommender import BundleError
 from recsys.registry.tracking import log_training, register
-from recsys.serving.models import CHALLENGER, CHAMPION, ModelManager
+from recsys.schema import CHALLENGER, CHAMPION
+from recsys.serving.models import ModelManager
 
 pytestmark = pytest.mark.integration
 

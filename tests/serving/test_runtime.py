@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from recsys.serving.models import CHALLENGER, CHAMPION, ModelManager
+from recsys.schema import CHALLENGER, CHAMPION
+from recsys.serving.models import ModelManager
 from recsys.serving.router import Experiment, Router
 from recsys.serving.runtime import NotReadyError, ServingRuntime
 from recsys.serving.schemas import PredictRequest, Profile

@@ -14,14 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from recsys.config import Settings
 from recsys.registry.audit import (
     AuditEvent,
     AuditLog,
-    default_audit_url,
     plan_rollback,
     record_rollback,
 )
+from recsys.settings import Settings
 
 MODEL = "content-ranker"
 
@@ -46,7 +45,7 @@ def promote(log: AuditLog, *versions: int, model: str = MODEL) -> None:
 
 
 def test_default_url_lives_under_var_dir_and_nothing_is_made_before_use(tmp_path: Path) -> None:
-    url = default_audit_url(Settings(var_dir=tmp_path / "var"))
+    url = Settings(var_dir=tmp_path / "var").audit_db_url
     assert url == f"sqlite:///{tmp_path}/var/registry/audit.db"
     log = AuditLog(url)
     assert not (tmp_path / "var").exists()
@@ -67,10 +66,10 @@ def test_create_is_idempotent(audit: AuditLog) -> None:
     assert audit.history() == []
 
 
-def test_record_and_history_newest_first(audit: AuditLog, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("USER", "alice")
+def test_record_and_history_newest_first(audit: AuditLog) -> None:
     before = datetime.now(UTC)
-    reg = audit.record(AuditEvent.REGISTERED, MODEL, to_version=1, run_id="r1", data_hash="d" * 64, git_sha="abc")
+    reg = audit.record(AuditEvent.REGISTERED, MODEL, to_version=1, run_id="r1", data_hash="d" * 64, git_sha="abc",
+                       actor="alice")
     gate = audit.record("gate_decision", MODEL, to_version=1, reason="ci lower bound 0.01 >= 0")
     prom = audit.record(AuditEvent.PROMOTED, MODEL, to_version=1, actor="bob", reason="auto")
     after = datetime.now(UTC)
@@ -88,9 +87,19 @@ def test_record_and_history_newest_first(audit: AuditLog, monkeypatch: pytest.Mo
     assert len({r.id for r in history}) == 3
 
 
-def test_actor_defaults_to_system_without_user(audit: AuditLog, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("USER", raising=False)
+def test_actor_defaults_to_system(audit: AuditLog) -> None:
     assert audit.record("registered", MODEL, to_version=1).actor == "system"
+
+
+def test_the_settings_actor_is_recsys_actor_then_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RECSYS_ACTOR", raising=False)
+    monkeypatch.setenv("USER", "alice")
+    assert Settings().actor == "alice"
+    monkeypatch.setenv("RECSYS_ACTOR", "airflow")
+    assert Settings().actor == "airflow"
+    monkeypatch.delenv("RECSYS_ACTOR")
+    monkeypatch.delenv("USER")
+    assert Settings().actor == "system"
 
 
 def test_history_filters_by_model_and_limits(audit: AuditLog) -> None:

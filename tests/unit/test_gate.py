@@ -108,8 +108,8 @@ def test_gate_table(case: Case) -> None:
     assert decision.passed is (case.verdict == "promote")
     assert decision.mode == ("first_model" if champion is None else "vs_champion")
     assert decision.reference == ("generator" if champion is None else "champion")
-    assert {n for n, c in decision.checks.items() if not c["passed"]} == case.failed
-    assert {n for n, c in decision.checks.items() if c["skipped"]} == case.skipped
+    assert {n for n, c in decision.checks.items() if not c.passed} == case.failed
+    assert {n for n, c in decision.checks.items() if c.skipped} == case.skipped
     # one reason per failed check, or a single summary line when promoted
     assert len(decision.reasons) == max(1, len(case.failed))
     assert any(case.reason in r for r in decision.reasons), decision.reasons
@@ -158,7 +158,7 @@ def test_only_common_users_count() -> None:
     champion = replace(full, per_user=full.per_user[full.per_user["key"] >= N_USERS // 2])
     decision = decide(evaluation("challenger", seed=2, **WIN), champion, GateConfig(**FAST))
     assert decision.passed
-    assert decision.checks["ndcg"]["n"] == len(CUTS) * N_USERS // 2
+    assert decision.checks["ndcg"].n == len(CUTS) * N_USERS // 2
 
 
 def test_decision_is_deterministic_and_ignores_row_order() -> None:

@@ -1,4 +1,4 @@
-"""Tests for recsys.evaluation.metrics."""
+"""Tests for recsys.metrics."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import ndcg_score
 
-from recsys.evaluation.metrics import (
+from recsys.metrics import (
     METRICS,
     average_recommendation_popularity,
     catalog_coverage,

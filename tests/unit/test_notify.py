@@ -8,17 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from recsys.config import Settings
 from recsys.notify import (
     CHANNELS,
     Notification,
     OutboxChannel,
-    channels_from_env,
+    channels,
     dispatch,
-    outbox_path,
     register_channel,
     registry_hook,
 )
+from recsys.settings import Settings
 
 
 class Broken:
@@ -44,21 +43,22 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def test_outbox_appends_one_json_line_per_notification(settings: Settings) -> None:
-    channel = OutboxChannel(outbox_path(settings))
+    channel = OutboxChannel(settings.outbox_path)
     for i in range(3):
         channel.send(Notification(event="promoted", title=f"t{i}", details={"to_version": i}))
-    lines = outbox_path(settings).read_text().splitlines()
+    lines = settings.outbox_path.read_text().splitlines()
     assert [json.loads(line)["details"]["to_version"] for line in lines] == [0, 1, 2]
     assert json.loads(lines[0])["ts"].endswith("Z") or "+00:00" in json.loads(lines[0])["ts"]
 
 
-def test_default_channels_and_unknown_names(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_channels_and_unknown_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RECSYS_NOTIFY", raising=False)
-    assert [c.name for c in channels_from_env(settings)] == ["outbox", "log"]
+    assert [c.name for c in channels(Settings(var_dir=tmp_path))] == ["outbox", "log"]
     monkeypatch.setenv("RECSYS_NOTIFY", "")
-    assert channels_from_env(settings) == []
+    assert channels(Settings(var_dir=tmp_path)) == []
+    monkeypatch.setenv("RECSYS_NOTIFY", " outbox , pager")
     with pytest.raises(ValueError, match=r"unknown channel\(s\) \['pager'\]"):
-        channels_from_env(settings, spec="outbox, pager")
+        channels(Settings(var_dir=tmp_path))
 
 
 def test_a_failing_channel_does_not_stop_the_others(caplog: pytest.LogCaptureFixture) -> None:
@@ -73,7 +73,7 @@ def test_registered_channels_are_selectable(settings: Settings) -> None:
     memory = Memory()
     register_channel("memory", lambda s: memory)
     try:
-        [channel] = channels_from_env(settings, spec="memory")
+        [channel] = channels(settings, ["memory"])
         assert channel is memory
     finally:
         CHANNELS.pop("memory")

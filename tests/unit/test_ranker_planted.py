@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from recsys.config import RankerConfig
-from recsys.evaluation.metrics import ndcg_at_k
+from recsys.metrics import ndcg_at_k
 from recsys.ranking.queries import QueryFrame
 from recsys.ranking.ranker import feature_importance, predict, train_ranker
 

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.config import Settings
 from recsys.data.load import MovieLens
 from recsys.data.replay import write_week
-from recsys.notify import channels_from_env
+from recsys.notify import channels as notify_channels
+from recsys.settings import Settings
 from recsys.validation.gx_runner import GxRunner, SuiteRun
 from recsys.validation.runner import Reference, check_batch, validate_week
 from recsys.validation.suites import KL_THRESHOLD, MEAN_RATING_BAND, MIN_HISTORY, RATING_VALUES, History
@@ -69,7 +69,7 @@ def test_real_week_passes(week: int, reference: Reference, gx_runner: GxRunner, 
 def test_every_real_week_passes_in_order(tmp_path: Path, ml: MovieLens, reference: Reference) -> None:
     """The real path: 32 batch files validated in order with the file-mode context, each joining the store."""
     settings = Settings(data_dir=tmp_path / "data", var_dir=tmp_path / "var")
-    channels = channels_from_env(settings, spec="outbox")
+    channels = notify_channels(settings, ["outbox"])
     seconds = []
     for week in range(N_WEEKS):
         write_week(ml.interactions, reference.clock, week, settings.batches_dir)

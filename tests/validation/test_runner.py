@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 
 from recsys import schema
-from recsys.config import Settings
 from recsys.data.faults import inject, write_corrupt_file
 from recsys.data.load import MovieLens
 from recsys.data.replay import write_week
-from recsys.notify import Channel, channels_from_env, outbox_path
+from recsys.notify import Channel
+from recsys.notify import channels as notify_channels
+from recsys.settings import Settings
 from recsys.validation import store
 from recsys.validation.reader import BATCH_DTYPES
 from recsys.validation.runner import Reference, ValidationOutcome, validate_week
@@ -30,12 +31,12 @@ def clear(part: Path) -> None:
 
 
 def store_state(settings: Settings) -> dict[str, bytes]:
-    root = store.store_dir(settings)
+    root = settings.store_dir
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def outbox(settings: Settings) -> list[dict[str, object]]:
-    path = outbox_path(settings)
+    path = settings.outbox_path
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
@@ -44,7 +45,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, ml: MovieLens, reference: Refe
     """Weeks 0..3 replayed and validated in order into a fresh store (file-mode GX context, Data Docs)."""
     root = tmp_path_factory.mktemp("validation")
     settings = Settings(data_dir=root / "data", var_dir=root / "var")
-    channels: list[Channel] = channels_from_env(settings, spec="outbox")
+    channels: list[Channel] = notify_channels(settings, ["outbox"])
 
     def run(week: int) -> ValidationOutcome:
         return validate_week(settings, week, reference=reference, channels=channels)
@@ -67,7 +68,7 @@ def next_week(env: SimpleNamespace, batch: Callable[[int], pd.DataFrame]) -> pd.
 def test_real_weeks_are_accepted_into_the_store(env: SimpleNamespace, batch: Callable[[int], pd.DataFrame]) -> None:
     for week, outcome in zip(ACCEPTED, env.outcomes, strict=True):
         assert outcome.success, outcome.failed
-        assert outcome.store_path == store.week_dir(store.store_dir(env.settings), week) / "interactions.parquet"
+        assert outcome.store_path == store.week_dir(env.settings.store_dir, week) / "interactions.parquet"
         stored = pd.read_parquet(outcome.store_path)
         assert {c: str(t) for c, t in stored.dtypes.items()} == BATCH_DTYPES
         pd.testing.assert_frame_equal(stored, batch(week))
@@ -107,7 +108,7 @@ def test_a_bad_batch_is_quarantined_and_notified(env: SimpleNamespace, next_week
     assert store_state(env.settings) == before  # the store is untouched
     assert store.accepted_meta(env.settings, NEXT) is None
     q = outcome.quarantine_path
-    assert q is not None and q.parent == store.week_dir(store.quarantine_dir(env.settings), NEXT)
+    assert q is not None and q.parent == store.week_dir(env.settings.quarantine_dir, NEXT)
     assert (q / "interactions.parquet").read_bytes() == (env.part / "interactions.parquet").read_bytes()
     result = json.loads((q / "result.json").read_text())
     assert result["success"] is False and set(result["suites"]) == {"users", "items", "interactions_week_04"}

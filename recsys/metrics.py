@@ -1,5 +1,8 @@
 """Top-k ranking metrics with binary relevance, following RecBole 1.2 definitions.
 
+Pure functions below every layer that ranks: training tunes its generators with them, the evaluation protocols
+and the gate report them.
+
 All per-list metrics take a ranked list of item ids (best first), the set of relevant
 (held-out positive) item ids and a cutoff ``k``. Beyond-accuracy metrics operate on the
 collection of every user's top-k list.
@@ -15,7 +18,7 @@ import pandas as pd
 
 MetricFn = Callable[[Sequence[int] | np.ndarray, Collection[int], int], float]
 # A TypeVar rather than Hashable: Mapping keys are invariant, so dict[str, ...] would not match.
-K = TypeVar("K", bound=Hashable)
+Key = TypeVar("Key", bound=Hashable)
 
 
 def _check_k(k: int) -> None:
@@ -127,8 +130,8 @@ _FROM_HITS: dict[str, Callable[[np.ndarray, int, int], float]] = {
 
 
 def per_user_metrics(
-    recs: Mapping[K, Sequence[int]],
-    truth: Mapping[K, Collection[int]],
+    recs: Mapping[Key, Sequence[int]],
+    truth: Mapping[Key, Collection[int]],
     k: int = 10,
 ) -> pd.DataFrame:
     """Compute every metric in METRICS for each key of ``truth``.

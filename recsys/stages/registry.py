@@ -1,0 +1,146 @@
+"""Registry stages: promote, approve or reject a version, roll back, and read versions and the audit history.
+
+Promote, approve and reject are one stage (:func:`release`) with an ``action``: each moves the ``champion`` alias
+or records a human's decision in the audit log, then notifies. :func:`rollback` moves the alias back to the
+previous champion of the audit history, in one command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from recsys.registry.audit import AuditEvent, AuditLog, AuditRecord
+from recsys.registry.service import VersionRow
+from recsys.settings import Settings
+from recsys.stages.base import StageError, StageResult
+
+
+class RegistryMove(StageResult):
+    """What a registry action did: the audit record it wrote (for an alias move: from and to which version)."""
+
+    model: str
+    event: AuditEvent
+    from_version: int | None
+    to_version: int | None
+    actor: str
+    record: AuditRecord
+
+
+@contextlib.contextmanager
+def _registry(settings: Settings) -> Iterator[tuple[str, AuditLog]]:
+    audit = AuditLog(settings.audit_db_url)
+    try:
+        yield settings.mlflow_uri, audit
+    finally:
+        audit.close()
+
+
+def _moved(record: AuditRecord) -> RegistryMove:
+    return RegistryMove(model=record.model_name, event=record.event, from_version=record.from_version,
+                        to_version=record.to_version, actor=record.actor, record=record)
+
+
+class ReleaseParams(BaseModel):
+    action: Literal["promote", "approve", "reject"]
+    version: int = Field(ge=1)
+    by: str | None = Field(None, description="who acts (default: the settings' actor); approve/reject need it")
+    reason: str | None = Field(None, description="why; approve/reject need it")
+
+
+def release(settings: Settings, params: ReleaseParams) -> RegistryMove:
+    """Promote a READY version, approve a pending one (and promote it), or reject it (no alias moves)."""
+    from recsys import notify
+    from recsys.registry import service
+
+    if params.action != "promote" and not (params.by and params.reason):
+        raise StageError(f"{params.action} needs who decides (--by) and why (--reason)")
+    hook = notify.registry_hook(notify.channels(settings))
+    actor = params.by or settings.actor
+    with _registry(settings) as (uri, audit):
+        name = settings.model_name
+        if params.action == "promote":
+            record = service.promote(name, params.version, actor=actor, reason=params.reason, audit=audit,
+                                     tracking_uri=uri, notify=hook)
+        elif params.action == "approve":
+            record = service.approve(name, params.version, by=actor, reason=str(params.reason), audit=audit,
+                                     tracking_uri=uri, notify=hook)
+        else:
+            record = service.reject(name, params.version, by=actor, reason=str(params.reason), audit=audit)
+    return _moved(record)
+
+
+class RollbackParams(BaseModel):
+    to: int | None = Field(None, ge=1, description="the version to roll back to; default: the previous champion")
+    by: str | None = None
+    reason: str | None = None
+
+
+def rollback(settings: Settings, params: RollbackParams) -> RegistryMove:
+    """Move ``champion`` back to the previous champion of the audit history (or ``params.to``)."""
+    from recsys import notify
+    from recsys.registry import service
+
+    with _registry(settings) as (uri, audit):
+        record = service.rollback(settings.model_name, to_version=params.to, actor=params.by or settings.actor,
+                                  reason=params.reason, audit=audit, tracking_uri=uri,
+                                  notify=notify.registry_hook(notify.channels(settings)))
+    return _moved(record)
+
+
+class VersionsResult(StageResult):
+    model: str
+    tracking_uri: str
+    versions: list[VersionRow]
+
+
+def versions(settings: Settings) -> VersionsResult:
+    """Every version of the registered model, oldest first, with its status and aliases."""
+    from recsys.registry.service import list_versions
+
+    uri = settings.mlflow_uri
+    return VersionsResult(model=settings.model_name, tracking_uri=uri,
+                          versions=list_versions(settings.model_name, uri))
+
+
+class VersionDetail(StageResult):
+    model: str
+    tracking_uri: str
+    version: int
+    status: str
+    aliases: list[str]
+    run_id: str | None
+    created: datetime | None
+    tags: dict[str, str] = Field(description="the run's tags, then the version's own (lineage, gate verdict)")
+    metrics: dict[str, float] = Field(description="the version's training run's metrics")
+
+
+def show(settings: Settings, version: int) -> VersionDetail:
+    """One version: status, aliases, run id, lineage tags and its run's metrics."""
+    from recsys.registry.service import client_for, get_version, list_versions
+
+    name, uri = settings.model_name, settings.mlflow_uri
+    client = client_for(uri)
+    mv = get_version(client, name, version)
+    run = client.get_run(mv.run_id) if mv.run_id else None
+    row = next(r for r in list_versions(name, uri) if r.version == version)
+    tags: dict[str, Any] = {**(run.data.tags if run else {}), **(mv.tags or {})}
+    return VersionDetail(model=name, tracking_uri=uri, version=version, status=row.status, aliases=row.aliases,
+                         run_id=mv.run_id, created=row.created,
+                         tags={k: str(v) for k, v in tags.items() if not k.startswith("mlflow.")},
+                         metrics=dict(run.data.metrics) if run else {})
+
+
+class HistoryResult(StageResult):
+    model: str
+    events: list[AuditRecord] = Field(description="newest first")
+
+
+def history(settings: Settings, limit: int = 20) -> HistoryResult:
+    """The audit log: registrations, gate decisions, approvals, promotions and rollbacks, newest first."""
+    with _registry(settings) as (_, audit):
+        return HistoryResult(model=settings.model_name, events=audit.history(settings.model_name, limit=limit))

@@ -1,0 +1,128 @@
+"""The training stage: train as of a week → evaluate on the held-out weeks → save the bundle → log → register.
+
+:func:`train_model` is the one implementation of that sequence; :func:`train` (``recsys train``) and the gate's
+refit (:mod:`recsys.stages.gate`) both call it. The bundle directory holds only what the inputs determine
+(the same data, config and code give the same bytes); timings go to MLflow and to this stage's result.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from recsys.config import TrainConfig
+from recsys.settings import Settings
+from recsys.stages.base import SILENT, Reporter, StageResult
+from recsys.stages.inputs import TrainingData, load_training_data
+
+TIMING_KEYS = ("fit_seconds", "fit_ranker_seconds")
+"""Training-info entries that measure the machine, not the model: kept out of the bundle."""
+
+
+class HoldoutReport(BaseModel):
+    """The held-out evaluation of a trained model: metrics per slice and model, and the ranker's gains."""
+
+    window: str
+    metrics: dict[str, dict[str, dict[str, float | None]]] = Field(
+        description="slice (all, warm, cold, long_tail) -> model -> metric -> value")
+    gains: dict[str, dict[str, Any]] = Field(description="slice -> the ranker's paired-bootstrap gain over the "
+                                                         "best single generator")
+
+
+class TrainParams(BaseModel):
+    as_of_week: int = Field(description="train on weeks < W; the held-out weeks are W..W+H-1")
+    config: TrainConfig = Field(default_factory=TrainConfig)
+    out_dir: Path | None = Field(None, description="bundle directory; default <var_dir>/models/week=WW")
+    register_version: bool = Field(True, description="register the logged model as a new version (alias challenger)")
+
+
+class TrainResult(StageResult):
+    as_of_week: int
+    data_source: str
+    data_hash: str
+    bundle: Path
+    metrics_path: Path
+    holdout: HoldoutReport | None = Field(description="None when the held-out weeks run past the data")
+    fit_seconds: float
+    fit_ranker_seconds: float
+    best_iteration: int
+    tracking_uri: str
+    run_id: str
+    run_key: str
+    model_name: str
+    version: int | None = Field(description="the registry version, None when not registered")
+    created: bool = Field(description="a new version was registered (False: this run key already had one)")
+
+
+def train(settings: Settings, params: TrainParams, *, reporter: Reporter = SILENT,
+          data: TrainingData | None = None) -> TrainResult:
+    """Train as of ``params.as_of_week`` on the training data, evaluate, save, log to MLflow, register."""
+    from recsys.ranking.train import check_as_of_week
+
+    data = data or load_training_data(settings)
+    check_as_of_week(params.as_of_week, data.clock, params.config)
+    reporter.note(data.source)
+    return train_model(settings, data, params.as_of_week, params.config, out_dir=params.out_dir,
+                       register=params.register_version, reporter=reporter)
+
+
+def train_model(settings: Settings, data: TrainingData, as_of_week: int, config: TrainConfig, *,
+                out_dir: Path | None = None, register: bool = True, tags: dict[str, str] | None = None,
+                reporter: Reporter = SILENT) -> TrainResult:
+    """The whole sequence (see the module docstring); ``tags`` go on the MLflow run, the bundle's manifest and the
+    registry version (the refit marks itself with them)."""
+    from recsys.data.split import temporal_window
+    from recsys.evaluation.protocols import evaluate_holdout
+    from recsys.evaluation.report import json_safe, summarize_result
+    from recsys.ranking.train import train_recommender
+    from recsys.registry.audit import AuditLog
+    from recsys.registry.tracking import log_training
+    from recsys.registry.tracking import register as register_version
+
+    ml, clock = data.ml, data.clock
+    reporter.note(f"training as of week {as_of_week} on weeks < {as_of_week} …")
+    with reporter.progress(f"training as of week {as_of_week}", "label windows") as track:
+        result = train_recommender(ml, clock, as_of_week, config, progress=track)
+    h = config.backtest.horizon
+    holdout, summary, held_out = None, None, None
+    if as_of_week + h <= clock.n_weeks:
+        with reporter.status(f"evaluating on weeks {as_of_week}..{as_of_week + h - 1} …"):
+            window = temporal_window(ml.interactions, clock, as_of_week, h)
+            holdout = evaluate_holdout(result.recommender, window, ml, cut=as_of_week)
+            summary = summarize_result(holdout)
+            held_out = HoldoutReport(window=window.name, metrics=summary["metrics"], gains=summary["gains"])
+    else:
+        reporter.note(f"no held-out evaluation: weeks {as_of_week}..{as_of_week + h - 1} run past the last week "
+                      f"{clock.n_weeks - 1}")
+    info = {k: v for k, v in json_safe(result.info).items() if k not in TIMING_KEYS}
+    report = {"as_of_week": as_of_week, "data_hash": ml.data_hash, "train": info, "holdout": summary}
+    metrics = summary["metrics"]["all"].get("ranker", {}) if summary else {}
+    bundle = out_dir or settings.models_dir / f"week={as_of_week:02d}"
+    result.recommender.save(bundle, extra={"metrics": metrics, "train_info": info, **(tags or {})})
+    # the report sits beside the checksummed model files; it is not part of the model
+    metrics_path = bundle / "metrics.json"
+    metrics_path.write_text(json.dumps(report, indent=2, default=str))
+
+    uri = settings.mlflow_uri
+    audit = AuditLog(settings.audit_db_url)
+    try:
+        with reporter.status("logging the run to MLflow …"):
+            logged = log_training(result, bundle, tracking_uri=uri, evaluation=holdout, summary=summary, tags=tags)
+            version = None
+            if register:
+                version = register_version(logged, settings.model_name, tracking_uri=uri, audit=audit,
+                                           version_tags=tags)
+    finally:
+        audit.close()
+    return TrainResult(
+        as_of_week=as_of_week, data_source=data.source, data_hash=ml.data_hash, bundle=bundle,
+        metrics_path=metrics_path,
+        holdout=held_out,
+        fit_seconds=float(result.info["fit_seconds"]), fit_ranker_seconds=float(result.info["fit_ranker_seconds"]),
+        best_iteration=int(result.info["best_iteration"]), tracking_uri=uri, run_id=logged.run_id,
+        run_key=logged.run_key, model_name=settings.model_name,
+        version=None if version is None else version.version, created=bool(version and version.created))
+
