@@ -34,8 +34,6 @@ from recsys.runtime import quiet_threads
 quiet_threads()  # before numpy and LightGBM load (see recsys.runtime)
 
 from recsys.config import TrainConfig
-
-from recsys.settings import Settings
 from recsys.data.fetch import fetch_movielens
 from recsys.data.load import load_movielens
 from recsys.data.replay import ReplayClock
@@ -45,6 +43,7 @@ from recsys.registry import service
 from recsys.registry.audit import AuditLog
 from recsys.registry.release import recommend_latency, schema_problems
 from recsys.registry.tracking import log_training, register
+from recsys.settings import Settings
 
 DEFAULT_JSON = Path("bench-results/registry.json")
 SMALL = {"candidates": {"per_generator": 50, "tune": False},

@@ -43,13 +43,12 @@ quiet_threads()
 from openloop import OpenLoop, Sample, summarize, wait_compiled  # benchmarks/openloop.py (beside this script)
 
 from recsys.config import TrainConfig
-
-from recsys.settings import Settings
 from recsys.ranking.recommender import Recommender
 from recsys.ranking.train import TrainResult
 from recsys.registry import service
 from recsys.registry.audit import AuditLog
 from recsys.registry.tracking import log_training, register
+from recsys.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

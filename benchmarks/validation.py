@@ -43,10 +43,10 @@ from recsys.runtime import quiet_threads
 quiet_threads()  # before numpy loads (see recsys.runtime)
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-from recsys.settings import Settings
 from recsys.data.fetch import DataUnavailableError, fetch_movielens
 from recsys.data.load import load_movielens
 from recsys.data.replay import ReplayClock, write_week
+from recsys.settings import Settings
 
 DEFAULT_JSON = Path("bench-results/validation.json")
 TARGET_SECONDS = 5.0
