@@ -3,19 +3,26 @@
 Configuration: :class:`recsys.settings.ServingSettings` (every variable in docs/configuration.md), read when this
 module is imported.
 
-HTTP contract:
+HTTP contract (every status of every route is in ``CONTRACT`` at the end, from which
+:func:`recsys.serving.http.openapi_document` builds the served ``/docs.json``; bentos/README.md has the table):
 
-- ``POST /predict`` (async bentoml.api): :class:`PredictRequest` -> :class:`PredictResponse`; invalid body 400
-  (BentoML maps a pydantic ValidationError to 400 with the errors), no champion loaded 503. A precomputed answer
-  is looked up on the event loop; anything else is ranked on a worker thread, so the loop never waits on numpy.
-  Every answer's assignment is logged (``AssignmentLog``), a sample of them with features (``TrafficLog``).
-- ``POST /feedback`` (bentoml.api): :class:`FeedbackEvent` -> 202 ``{"event_id", "stored"}`` after the commit;
-  ``stored`` is false for a duplicate ``event_id``.
+- ``POST /predict`` (async bentoml.api): :class:`PredictRequest` -> 200 :class:`PredictResponse`; 400 invalid
+  body (BentoML validates it against PredictRequest); 503 no champion loaded. A precomputed answer is looked up on
+  the event loop; anything else is ranked on a worker thread, so the loop never waits on numpy. Every answer's
+  assignment is logged (``AssignmentLog``), a sample of them with features (``TrafficLog``).
+- ``POST /feedback`` (bentoml.api): :class:`FeedbackEvent` -> 202 :class:`FeedbackAck` after the commit;
+  ``stored`` is false for a duplicate ``event_id``; 400 invalid body.
 - ``GET /model``, ``POST /admin/reload`` (a FastAPI app mounted on the service; a reload also touches
   ``<RECSYS_VAR_DIR>/serving/reload-<model>`` so every worker's watcher refreshes): loaded models, experiment, swap
-  and shadow stats; registry refresh now (401 without the bearer token, 503 when no token is configured).
-- ``/livez``, ``/readyz`` (503 until a champion is loaded, via ``__is_ready__``), ``/metrics`` and ``/docs.json``
-  are BentoML's own; ``/metrics`` also carries the ``recsys_*`` metrics defined here.
+  and shadow stats; registry refresh now (401 without the bearer token, 503 when no token is configured, 502 when
+  the refresh raises).
+- ``/livez``, ``/readyz`` (503 until a champion is loaded, via ``__is_ready__``) and ``/metrics`` are BentoML's
+  own; ``/metrics`` also carries the ``recsys_*`` metrics defined here.
+- Every route: 413 for a body over ``RECSYS_MAX_BODY_BYTES`` (before it is read), 429 over
+  ``RECSYS_MAX_CONCURRENCY`` (not the health routes), 504 after ``RECSYS_TIMEOUT``; ``/predict`` and
+  ``/feedback`` answer 415 to a Content-Type other than application/json. Every error body, whoever writes it, is
+  an :class:`~recsys.serving.schemas.ErrorBody` ``{"error": "...", "detail": [...] | null}``
+  (:class:`~recsys.serving.http.ContractMiddleware`).
 """
 
 import hmac
@@ -29,17 +36,28 @@ import anyio
 import anyio.to_thread
 import bentoml
 from fastapi import FastAPI, Header
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from prometheus_client import Counter, Gauge, Histogram
-from pydantic import BaseModel
 
 from recsys.schema import CHAMPION
 from recsys.serving.feedback import FeedbackEvent, FeedbackStore
+from recsys.serving.http import (
+    INVALID,
+    OVERLOADED,
+    TIMED_OUT,
+    TOO_LARGE,
+    UNSUPPORTED,
+    Answer,
+    ContractMiddleware,
+    Operation,
+    error_bytes,
+    openapi_document,
+)
 from recsys.serving.models import LoadedModel, ModelManager
 from recsys.serving.options import bento_options
 from recsys.serving.router import Experiment, Router
 from recsys.serving.runtime import NotReadyError, Observer, ServingRuntime
-from recsys.serving.schemas import PredictRequest, PredictResponse
+from recsys.serving.schemas import FeedbackAck, PredictRequest, PredictResponse
 from recsys.serving.traffic import AssignmentLog, TrafficLog
 from recsys.settings import ServingSettings, load
 
@@ -81,13 +99,9 @@ def version_label(version: int | None) -> str:
     return "none" if version is None else str(version)
 
 
-class FeedbackAck(BaseModel):
-    event_id: str
-    stored: bool
-
-
-def _error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """An :class:`~recsys.serving.schemas.ErrorBody` answer."""
+    return Response(error_bytes(message), status_code=status, media_type="application/json", headers=headers)
 
 
 class _MetricsSync:
@@ -281,14 +295,13 @@ class RecommenderService:
             "shadow": {"scored": shadow.scored, "dropped": shadow.dropped, "mean_overlap": shadow.mean_overlap},
         }
 
-    def authorize(self, authorization: str | None) -> JSONResponse | None:
+    def authorize(self, authorization: str | None) -> Response | None:
         """None when the bearer token matches; else the 401/503 response to send."""
         if self.admin_token is None:
             return _error(503, "admin disabled: RECSYS_ADMIN_TOKEN is not set")
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.admin_token.encode()):
-            return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401,
-                                headers={"WWW-Authenticate": "Bearer"})
+            return _error(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
         return None
 
     @admin_app.get("/model")
@@ -298,7 +311,8 @@ class RecommenderService:
         return self.model_state()
 
     @admin_app.post("/admin/reload", response_model=None)
-    def admin_reload(self, authorization: str | None = Header(None)) -> dict[str, Any] | JSONResponse:
+    def admin_reload(self, authorization: str | None = Header(None, include_in_schema=False)
+                     ) -> dict[str, Any] | Response:
         """Refresh every alias from the registry now (bearer token)."""
         denied = self.authorize(authorization)
         if denied is not None:
@@ -314,3 +328,35 @@ class RecommenderService:
             self.sync_metrics()
         return {"outcome": outcome, "registry": self.manager.tracking_uri is not None,
                 "seconds": round(time.perf_counter() - t0, 3), **self.model_state()}
+
+
+# -- the HTTP contract: every status of every route (recsys.serving.http builds /docs.json from it) ----------------
+TEXT = {"type": "string"}
+ANY_OBJECT = {"type": "object"}
+NOT_READY = Answer("no champion loaded yet")
+HEALTH = Operation({200: Answer("alive", TEXT, "text/plain"), 413: TOO_LARGE, 504: TIMED_OUT})
+CONTRACT = {
+    ("post", "/predict"): Operation(
+        {200: Answer("the top-n items", PredictResponse), 400: INVALID, 413: TOO_LARGE, 415: UNSUPPORTED,
+         429: OVERLOADED, 503: NOT_READY, 504: TIMED_OUT}, request=PredictRequest),
+    ("post", "/feedback"): Operation(
+        {202: Answer("stored (stored: false for an event_id already stored)", FeedbackAck), 400: INVALID,
+         413: TOO_LARGE, 415: UNSUPPORTED, 429: OVERLOADED, 504: TIMED_OUT}, request=FeedbackEvent),
+    ("get", "/model"): Operation(
+        {200: Answer("loaded models per alias, experiment, swap and shadow stats", ANY_OBJECT), 413: TOO_LARGE,
+         429: OVERLOADED, 504: TIMED_OUT}),
+    ("post", "/admin/reload"): Operation(
+        {200: Answer("refresh outcome and the model state", ANY_OBJECT),
+         401: Answer("missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}),
+         413: TOO_LARGE, 429: OVERLOADED, 502: Answer("the registry refresh failed"),
+         503: Answer("admin disabled: RECSYS_ADMIN_TOKEN is not set"), 504: TIMED_OUT}, bearer=True),
+    ("get", "/livez"): HEALTH,
+    ("get", "/healthz"): HEALTH,
+    ("get", "/readyz"): Operation({200: Answer("ready: a champion is loaded", TEXT, "text/plain"),
+                                   413: TOO_LARGE, 503: NOT_READY, 504: TIMED_OUT}),
+    ("get", "/metrics"): Operation({200: Answer("Prometheus text format", TEXT, "text/plain"), 413: TOO_LARGE,
+                                    504: TIMED_OUT}),
+}
+RecommenderService.add_asgi_middleware(
+    ContractMiddleware, max_body_bytes=SETTINGS.max_body_bytes, json_paths=("/predict", "/feedback"),
+    openapi=lambda: openapi_document(RecommenderService.openapi_spec.asdict(), CONTRACT))

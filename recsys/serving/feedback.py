@@ -14,61 +14,71 @@ on first use.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 from sqlalchemy import Index, Insert, String, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from recsys.db import SqlStore, UTCDateTime, utcnow
+from recsys.serving.schemas import ItemId
 
 logger = logging.getLogger(__name__)
 
-MAX_ID = 2**31 - 1
-"""User and item ids are stored as 32-bit signed integers."""
-
 FeedbackKind = Literal["click", "watch", "dismiss"]
+
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?", re.ASCII)
+"""What a ``ts`` string must look like (pydantic alone also reads ``"0"`` or ``"1700000000"`` as Unix times)."""
+EDGE_DAYS = ("0001-01-01", "9999-12-31")
+"""Dates a ``ts`` may not fall on: their UTC time can be outside the datetime range (years 1..9999)."""
+TS_SCHEMA = {"anyOf": [{"type": "string", "format": "date-time", "pattern": "^(?!0001-01-01|9999-12-31)"},
+                       {"type": "null"}]}
+"""The JSON schema of ``ts``: an RFC 3339 date-time (not on an edge day), or null."""
 
 
 class FeedbackEvent(BaseModel):
     """One user reaction to a recommended item, as the client sends it.
 
     ``event_id`` is chosen by the client and makes retries safe. ``ts`` is when it happened: a naive datetime is
-    taken as UTC, an aware one is converted to UTC, and a missing or null one becomes the server's time now.
+    taken as UTC, an aware one is converted to UTC, and a missing or null one becomes the server's time now. In JSON,
+    ``ts`` is an RFC 3339 date-time (an offset-less one is taken as UTC) not dated 0001-01-01 or 9999-12-31.
+    Validation is strict: ids are JSON integers (``7`` or ``7.0``), never strings or booleans.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     event_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$",
                           description="client-chosen idempotency key")
     request_id: str | None = Field(None, min_length=1, max_length=128,
                                    description="the recommendation request the item was shown in")
-    user_id: int = Field(ge=0, le=MAX_ID)
-    item_id: int = Field(ge=0, le=MAX_ID)
+    user_id: ItemId
+    item_id: ItemId
     event: FeedbackKind
-    ts: datetime = Field(default_factory=utcnow, description="when it happened (UTC; default: now)")
+    ts: Annotated[datetime, WithJsonSchema(TS_SCHEMA, mode="validation")] = Field(
+        default_factory=utcnow, strict=False,  # the validators below take the strings and objects accepted
+        description="when it happened (RFC 3339; UTC when it has no offset; default: now)")
     variant: str | None = Field(None, min_length=1, max_length=64,
                                 description="the A/B variant (registry alias) that served the item")
-
-    @field_validator("user_id", "item_id", mode="before")
-    @classmethod
-    def _no_bool_ids(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError("must be an integer id, not a boolean")
-        return value
 
     @field_validator("ts", mode="before")
     @classmethod
     def _ts_default(cls, value: Any) -> Any:
-        return utcnow() if value is None else value
+        if value is None:
+            return utcnow()
+        if isinstance(value, datetime) or (isinstance(value, str) and RFC3339.fullmatch(value)):
+            return value
+        raise ValueError("ts must be an RFC 3339 date-time, e.g. 2024-05-01T12:00:00Z, or null")
 
     @field_validator("ts")
     @classmethod
     def _ts_utc(cls, value: datetime) -> datetime:
+        if value.date().isoformat() in EDGE_DAYS:
+            raise ValueError("ts may not fall on 0001-01-01 or 9999-12-31 (its UTC time may not exist)")
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 

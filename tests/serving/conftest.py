@@ -3,17 +3,25 @@
 The environment is set before ``bentos/service.py`` is imported: ``PROMETHEUS_MULTIPROC_DIR`` (without it
 ``GET /metrics`` hangs in-process), a bundle saved from ``small_model`` as ``RECSYS_BUNDLE_DIR``, no MLflow, a
 temporary ``RECSYS_VAR_DIR`` (the traffic and assignment logs) and every request in the traffic log.
+
+``bento_server`` starts the same service as a real ``bentoml serve`` subprocess on a free loopback port.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import socket
+import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
+import psutil
 import pytest
 
 BENTOS = Path(__file__).resolve().parents[2] / "bentos"
@@ -74,3 +82,87 @@ def client(service_module: object) -> Iterator[object]:
     app = service_module.RecommenderService.to_asgi()  # type: ignore[attr-defined]
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
+
+
+# -- a real server ---------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """A process and all its descendants (empty once it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+@dataclass
+class BentoServer:
+    """A running ``bentoml serve``: its base URL, port, process, environment and log file."""
+
+    base: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    env: dict[str, str]
+    log: Path
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+    def tree(self) -> list[psutil.Process]:
+        """The server and its workers (they run in sessions of their own: signal each, not the group)."""
+        return process_tree(self.proc.pid)
+
+
+BentoServerFactory = Callable[..., contextlib.AbstractContextManager[BentoServer]]
+
+
+@pytest.fixture(scope="module")
+def bento_server(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> BentoServerFactory:
+    """``with bento_server(RECSYS_X="...") as server:`` a ``bentoml serve`` of the service (``service_env`` plus
+    the overrides) on a free loopback port, once ``/readyz`` answers 200; the whole process tree is stopped after.
+
+    Its output goes to a file (a pipe nobody reads would fill up and block the server's logging). No deadline of
+    its own: the calling test sets one with ``@pytest.mark.timeout``.
+    """
+
+    @contextlib.contextmanager
+    def serve(**overrides: str) -> Iterator[BentoServer]:
+        port = free_port()
+        env = {**os.environ, **service_env, "PYTHONPATH": str(BENTOS.parent), **overrides}
+        env.pop("PROMETHEUS_MULTIPROC_DIR")  # bentoml serve sets its own
+        bentoml = str(Path(sys.executable).with_name("bentoml"))
+        log = tmp_path_factory.mktemp("bentoml-serve") / "server.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen([bentoml, "serve", "service:RecommenderService", "--host", "127.0.0.1",
+                                     "--port", str(port)], cwd=BENTOS, env=env,
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        server = BentoServer(f"http://127.0.0.1:{port}", port, proc, env, log)
+        try:
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(f"bentoml serve exited with {proc.returncode}:\n{server.log_tail()}")
+                try:
+                    if httpx.get(f"{server.base}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=0.5)  # returns early if the server dies
+            yield server
+        finally:
+            tree = server.tree()
+            for p in tree:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.terminate()
+            _, alive = psutil.wait_procs(tree, timeout=30)
+            for p in alive:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.kill()
+            proc.wait(timeout=30)
+
+    return serve

@@ -123,10 +123,26 @@ def test_a_second_store_on_the_same_file_sees_the_events_and_dedups(store: Feedb
     {"request_id": ""},
     {"variant": "v" * 65},
     {"unexpected": 1},
+    {"user_id": "7"},
+    {"item_id": 2.5},
+    {"ts": "0"},
+    {"ts": "1700000000"},
+    {"ts": 1700000000},
+    {"ts": "2024-01-01"},
+    {"ts": "yesterday"},
+    {"ts": "0001-01-01T00:00:00+05:00"},
+    {"ts": datetime(9999, 12, 31, 20, tzinfo=timezone(timedelta(hours=-5)))},
 ])
 def test_invalid_events_are_rejected(bad: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         FeedbackEvent(**{"event_id": "ok", "user_id": 1, "item_id": 2, "event": "click", **bad})
+
+
+def test_json_integers_and_rfc3339_timestamps_are_accepted() -> None:
+    event = FeedbackEvent.model_validate_json(
+        '{"event_id": "j", "user_id": 7.0, "item_id": 42, "event": "watch", "ts": "0001-01-02T00:00:00+05:00"}')
+    assert (event.user_id, event.item_id) == (7, 42) and isinstance(event.user_id, int)
+    assert event.ts == datetime(1, 1, 1, 19, tzinfo=UTC)
 
 
 def test_the_edges_of_the_valid_ranges_are_accepted() -> None:
