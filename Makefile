@@ -116,7 +116,7 @@ lint: setup ## ruff + mypy
 	$(BIN)/mypy
 
 bench: setup data ## Offline quality benchmark, both protocols -> bench-results/offline_quality.json
-	$(BIN)/python benchmarks/offline_quality.py --json bench-results/offline_quality.json
+	$(BIN)/python -m benchmarks.offline_quality --json bench-results/offline_quality.json
 
 lock: setup ## Recompile requirements.txt from requirements.in, then the Bento's packages (uv, Python 3.11)
 	$(BIN)/uv pip compile requirements.in -o requirements.txt --python-version 3.11

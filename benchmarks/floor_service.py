@@ -57,7 +57,8 @@ def load_answer() -> PredictResponse:
 ANSWER = load_answer()
 
 
-@bentoml.service(name="floor", **bento_options(load(ServingSettings)))  # the service's own options, from the same environment
+# the service's own options, from the same environment
+@bentoml.service(name="floor", **bento_options(load(ServingSettings)))
 class FloorService:
     """A constant /predict answer behind BentoML's HTTP layer: the per-request cost of BentoML itself."""
 
