@@ -1,8 +1,10 @@
 """Serving throughput, CPU per answer and latency: our Bento beside ``mlflow models serve`` of the same registered
-version and beside a floor (BentoML with nothing behind it).
+version and beside a floor (BentoML with nothing behind it); or, with ``--baseline REF``, our Bento beside the Bento
+of another commit (benchmarks.baseline).
 
     python -m benchmarks.serving [--json PATH] [--workers N] [--connections 1,8,32,64] [--duration S] [--quick]
                                  [--no-floor] [--floor-sync] [--profile [--profile-rate HZ] [--profile-dir DIR]]
+    python -m benchmarks.serving --baseline REF [--rounds 3] [--bundle DIR] [...the same load options]
 
 Why these three: both servers run the same ``recsys`` runtime (the MLflow pyfunc, ``RecommenderPyfunc``, calls the
 same ``Recommender.recommend_batch`` as the Bento's runtime), so the baseline is not handicapped and the difference
@@ -33,7 +35,7 @@ from recsys.runtime import quiet_threads
 
 quiet_threads()  # before numpy and LightGBM load (see recsys.runtime); the servers inherit the settings
 
-from benchmarks import systems
+from benchmarks import baseline, systems
 from benchmarks.harness import wrk
 from benchmarks.harness.processes import Server, running, scan_log
 from benchmarks.harness.report import arg_parser, err, machine, write_json
@@ -43,7 +45,7 @@ from benchmarks.pyspy_profile import profile_worker, py_spy
 from benchmarks.serving_report import SERVERS, level_ratios, method, print_report
 
 MODEL = "content-ranker"
-QUICK = "2 s per level at 1 and 8 connections, 1 s warm-up, paced point at 50/s"
+QUICK = "2 s per level at 1 and 8 connections, 1 s warm-up, paced point at 50/s, 2 rounds with --baseline"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -76,10 +78,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile-rate", type=int, default=200, help="py-spy samples per second (default 200)")
     parser.add_argument("--profile-dir", type=Path, default=None,
                         help="where the profile's stacks and flamegraph go (default: the --json file's folder)")
+    baseline.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.connections, args.warmup = 2.0, [1, 8], min(args.warmup, 1.0)
-        args.rate = min(args.rate, 50.0)
+        args.rate, args.rounds = min(args.rate, 50.0), min(args.rounds, 2)
     if args.workers < 1:
         parser.error("--workers must be >= 1")
     if any("=" not in kv for kv in args.bento_env):
@@ -88,6 +91,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("wrk is not installed (apt-get install wrk)")
     if args.profile and py_spy() is None:
         parser.error("--profile needs py-spy (pip install py-spy into the environment)")
+    if args.bundle is not None and args.baseline is None:
+        parser.error("--bundle goes with --baseline (mlflow models serve needs a registered version)")
     args.profile_dir = args.profile_dir or args.json.parent
     if args.tracking_uri is None:
         from recsys.registry.tracking import default_tracking_uri
@@ -177,8 +182,12 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        report = run(args)
-        print_report(report)
+        if args.baseline is not None:
+            report = baseline.run(args)
+            baseline.print_report(report)
+        else:
+            report = run(args)
+            print_report(report)
     except KeyboardInterrupt:
         err.print("interrupted; servers stopped")
         return 130
