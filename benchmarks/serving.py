@@ -93,6 +93,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--profile needs py-spy (pip install py-spy into the environment)")
     if args.bundle is not None and args.baseline is None:
         parser.error("--bundle goes with --baseline (mlflow models serve needs a registered version)")
+    if args.baseline is not None and args.json == parser.get_default("json"):
+        args.json = args.json.with_name("serving-baseline.json")
     args.profile_dir = args.profile_dir or args.json.parent
     if args.tracking_uri is None:
         from recsys.registry.tracking import default_tracking_uri
