@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 SPENT = {"context_setup": 0.0, "validation": 0.0, "publish": 0.0, "docs_build": 0.0, "batch_store_write": 0.0}
 
@@ -49,7 +49,7 @@ def validate(spawned: float, root: Path, week: int, now: int) -> dict[str, Any]:
     runner.__init__ = timed("context_setup", runner.__init__)  # type: ignore[method-assign]
     runner.run = timed("validation", runner.run)  # type: ignore[method-assign]
     runner.publish = timed("publish", runner.publish)  # type: ignore[method-assign]
-    file_context_of = runner.file_context.fget
+    file_context_of = cast(property, vars(runner)["file_context"]).fget
     assert file_context_of is not None
 
     def file_context(self: Any) -> Any:
@@ -61,7 +61,7 @@ def validate(spawned: float, root: Path, week: int, now: int) -> dict[str, Any]:
             ctx.build_data_docs = timed("docs_build", ctx.build_data_docs)
         return ctx
 
-    runner.file_context = property(file_context)  # type: ignore[assignment,method-assign]
+    runner.file_context = property(file_context)  # type: ignore[method-assign,assignment]
     store.accept = timed("batch_store_write", store.accept)
 
     outcome = validate_week(Settings(data_dir=root / "data", var_dir=root / "var"), week, now=now, channels=[])
