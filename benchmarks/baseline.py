@@ -115,8 +115,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 server = systems.start_bento(tmp / f"{side}-var", args.workers, env, code_root=code, name=side)
                 servers[side] = stack.enter_context(running(server))
             for side, server in servers.items():
-                err.print(f"{side}: ready after {server.ready_s:.1f} s, compiled trees in use after "
-                          f"{systems.wait_compiled(server):.1f} s more")
+                err.print(f"{side}: ready after {server.ready_s:.1f} s, "
+                          f"{systems.compiled_note(systems.wait_compiled(server))}")
                 warm_up(server, bodies, "bento", plan)
             parity = {side: systems.top_items(server, parity_mix) for side, server in servers.items()}
             levels: list[dict[str, list[dict[str, Any]]]] = [{s: [] for s in SIDES} for _ in plan.connections]

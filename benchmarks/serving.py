@@ -110,7 +110,7 @@ def measure(server: Server, args: argparse.Namespace, bodies: Path, mix: list[di
     Bento is profiled with ``--profile``."""
     err.print(f"{server.name}: ready after {server.ready_s:.1f} s ({len(server.processes())} processes)")
     if server.kind == "bento":
-        err.print(f"bento: compiled trees in use after {systems.wait_compiled(server):.1f} s more")
+        err.print(f"bento: {systems.compiled_note(systems.wait_compiled(server))}")
     parity = systems.top_items(server, parity_mix) if server.kind != "floor" else None
     if answer is not None and not systems.save_answer(server, answer):
         err.print(f"{server.name}: no answer to save for the floor; it uses a synthetic one")

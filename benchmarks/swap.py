@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         back["admin_reload_seconds"] = round(reloaded - rolled, 3)
         back["admin_reload_status"] = reload_status
     return {"benchmark": "swap", "quick": args.quick, "rate_rps": args.rate, "watch_interval_s": args.watch_interval,
-            "workers": args.workers, "seconds_until_compiled_at_start": round(compiled_at, 2),
+            "workers": args.workers,
+            "seconds_until_compiled_at_start": None if compiled_at is None else round(compiled_at, 2),
             "promote_with_watcher": swap, "rollback_with_admin_reload": back, "machine": machine()}
 
 

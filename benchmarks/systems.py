@@ -94,19 +94,23 @@ def start_mlflow_server(root: Path) -> Server:
                         log=root / "mlflow-server.log", ready_path="/health")
 
 
-def wait_compiled(server: Server, timeout_s: float = 120.0) -> float:
+def wait_compiled(server: Server, timeout_s: float = 120.0) -> float | None:
     """Seconds until every worker's champion scores with compiled trees (``engine`` in ``GET /model``, which one
-    worker answers at a time: 6 answers in a row), so a measurement starts from the steady state. A service that
-    reports no ``engine`` (a commit before compiled trees) has nothing to wait for."""
+    worker answers at a time: 6 answers in a row), so a measurement starts from the steady state. None when the
+    service reports no ``engine`` (a commit before compiled trees): nothing to wait for."""
     t0 = time.perf_counter()
     streak = 0
     while streak < 6 and time.perf_counter() - t0 < timeout_s:
         champion = get_json(f"{server.url}/model")["models"].get("champion", {})
-        if "engine" not in champion and champion:
-            break
+        if champion and "engine" not in champion:
+            return None
         streak = streak + 1 if champion.get("engine") == "lleaves" else 0
         time.sleep(0.2)
     return time.perf_counter() - t0
+
+
+def compiled_note(seconds: float | None) -> str:
+    return "no compiled trees reported" if seconds is None else f"compiled trees in use after {seconds:.1f} s more"
 
 
 def precompile(bundle: Path, cache: Path) -> None:
