@@ -22,11 +22,11 @@ COMPILED := $(VENV)/.compiled
 RECSYS := $(BIN)/recsys
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data demo serve bento repro test test-all lint bench lock clean
+.PHONY: help setup data demo serve bento repro test test-all lint bench lock bento-lock clean
 
 help: ## Show the targets
 	@echo "Usage: make <target>   (PYTHON=$(PYTHON), VENV=$(VENV))"
-	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: $(STAMP) $(COMPILED) ## Create the venv and install the pinned requirements + recsys (skipped when up to date)
 
@@ -116,10 +116,16 @@ lint: setup ## ruff + mypy
 	$(BIN)/mypy
 
 bench: setup data ## Offline quality benchmark, both protocols -> bench-results/offline_quality.json
-	$(BIN)/python benchmarks/offline_quality.py --json bench-results/offline_quality.json
+	$(BIN)/python -m benchmarks.offline_quality --json bench-results/offline_quality.json
 
-lock: setup ## Recompile requirements.txt from requirements.in (uv, Python 3.11)
+lock: setup ## Recompile requirements.txt from requirements.in, then the Bento's packages (uv, Python 3.11)
 	$(BIN)/uv pip compile requirements.in -o requirements.txt --python-version 3.11
+	@$(MAKE) --no-print-directory bento-lock
+
+# The Bento installs bentos/requirements.txt: the serving packages of bentos/requirements.in, with the project's
+# lock as constraints, so each pin is requirements.txt's (tests/unit/test_bento_requirements.py checks it).
+bento-lock: setup ## Recompile bentos/requirements.txt (the Bento's packages) against requirements.txt
+	$(BIN)/uv pip compile bentos/requirements.in -c requirements.txt -o bentos/requirements.txt --python-version 3.11
 
 clean: ## Remove caches, run outputs (var/, bench-results/) and replayed batches; keeps .venv and the raw data
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis bench-results var data/batches data/store data/quarantine \

@@ -10,8 +10,9 @@ rps and CPU per request measured against it are BentoML's (plus uvicorn's, Starl
 log's) own cost on this machine, the ceiling our service can approach.
 
 The same BentoML options as the real service, from the same function and environment
-(:func:`recsys.serving.options.bento_options`: traffic limits, threads, metrics, access log); the number of
-workers comes from ``BENTOML_CONFIG_OPTIONS`` as for the real service (``services.floor.workers=N``).
+(:func:`recsys.serving.options.bento_options` of :class:`recsys.settings.ServingSettings`: traffic limits,
+threads, metrics, access log); the number of workers comes from ``BENTOML_CONFIG_OPTIONS`` as for the real service
+(``services.floor.workers=N``).
 
 ``RECSYS_FLOOR_RESPONSE``
     a JSON file holding a real ``/predict`` answer (benchmarks/serving.py saves one from the real service); without
@@ -30,6 +31,7 @@ import bentoml
 
 from recsys.serving.options import bento_options
 from recsys.serving.schemas import PredictRequest, PredictResponse
+from recsys.settings import ServingSettings, load
 
 SYNC = os.environ.get("RECSYS_FLOOR_SYNC", "0").lower() in ("1", "true", "yes")
 
@@ -55,7 +57,8 @@ def load_answer() -> PredictResponse:
 ANSWER = load_answer()
 
 
-@bentoml.service(name="floor", **bento_options())  # the service's own options, from the same environment
+# the service's own options, from the same environment
+@bentoml.service(name="floor", **bento_options(load(ServingSettings)))
 class FloorService:
     """A constant /predict answer behind BentoML's HTTP layer: the per-request cost of BentoML itself."""
 

@@ -1,6 +1,6 @@
 """The pause of a full garbage collection in a serving process, before and after ``gc.freeze()``.
 
-    python benchmarks/gc_pause.py [--bundle DIR] [--json PATH] [--repeat 5]
+    python -m benchmarks.gc_pause [--bundle DIR] [--json PATH] [--repeat 5] [--quick]
 
 Imports what a service worker imports (BentoML, MLflow, the runtime), loads a bundle the way the service does
 (``ModelManager.load_bundle``, with the precomputed answers), then times ``gc.collect()`` (a generation-2 pass
@@ -10,21 +10,18 @@ them) with the heap unfrozen and frozen. ``ModelManager`` freezes the heap after
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import sys
 import time
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
 from recsys.runtime import quiet_threads
 
 quiet_threads()
 
-DEFAULT_JSON = Path("bench-results/gc_pause.json")
+from benchmarks.harness.report import arg_parser, machine, out, write_json
 
 
 def pauses(repeat: int) -> list[float]:
@@ -37,12 +34,13 @@ def pauses(repeat: int) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = arg_parser(__doc__, "gc_pause", "2 collections each instead of --repeat")
     parser.add_argument("--bundle", type=Path, default=Path("bentos/bundle"),
                         help="a model bundle (default bentos/bundle: `recsys bake` writes it)")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=5, help="collections timed each way (default 5)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.repeat = 2
     if not (args.bundle / "manifest.json").exists():
         parser.error(f"{args.bundle} is not a bundle (run `make demo` and `recsys bake`, or pass --bundle)")
 
@@ -58,15 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     frozen = pauses(args.repeat)
     report = {"benchmark": "gc_pause", "bundle": str(args.bundle), "tracked_objects": objects,
               "frozen_objects": gc.get_freeze_count(), "collect_ms_unfrozen": unfrozen, "collect_ms_frozen": frozen,
-              "python": sys.version.split()[0]}
+              "machine": machine()}
     table = Table("heap", "objects walked", "gc.collect() ms (median)", "max", title="full collection in a worker")
     table.add_row("unfrozen", f"{objects:,}", f"{sorted(unfrozen)[len(unfrozen) // 2]:.1f}", f"{max(unfrozen):.1f}")
     table.add_row("after gc.freeze()", f"{len(gc.get_objects()):,}", f"{sorted(frozen)[len(frozen) // 2]:.3f}",
                   f"{max(frozen):.3f}")
-    Console().print(table)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
-    print(f"results: {args.json}")
+    out.print(table)
+    write_json(args.json, report)
     return 0
 
 

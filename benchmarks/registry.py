@@ -1,7 +1,7 @@
 """Registry operations side by side in one run: logging a training run, registering it, the alias flip + audit
 write of a promotion and of a rollback, and the gate's evaluation, against a real MLflow.
 
-    python benchmarks/registry.py [--json PATH] [--repeats N] [--server]
+    python -m benchmarks.registry [--json PATH] [--repeats N] [--server] [--quick]
 
 A small model (the tests' config, trained as of week 20 on the real ML-100K) is logged ``--repeats`` times with
 different seeds, so each run has its own run key and registers a new version; then the champion alias is moved
@@ -13,11 +13,7 @@ Targets (issue 3): alias flip + audit write <= 1 s, registering a version <= 5 s
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import socket
-import subprocess
+import contextlib
 import sys
 import tempfile
 import time
@@ -25,14 +21,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from rich.console import Console
 from rich.table import Table
 
 from recsys.runtime import quiet_threads
 
 quiet_threads()  # before numpy and LightGBM load (see recsys.runtime)
 
+from benchmarks.harness.processes import running
+from benchmarks.harness.report import arg_parser, err, machine, out, percentiles, write_json
+from benchmarks.systems import start_mlflow_server
 from recsys.config import TrainConfig
 from recsys.data.fetch import fetch_movielens
 from recsys.data.load import load_movielens
@@ -45,44 +42,15 @@ from recsys.registry.release import recommend_latency, schema_problems
 from recsys.registry.tracking import log_training, register
 from recsys.settings import Settings
 
-DEFAULT_JSON = Path("bench-results/registry.json")
 SMALL = {"candidates": {"per_generator": 50, "tune": False},
          "ranker": {"label_windows": 3, "n_estimators": 60, "refit": False}}
 TARGETS_MS = {"register": 5000.0, "promote": 1000.0, "rollback": 1000.0}
 MODEL = "content-ranker"
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(root: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{root}/server.db", "--artifacts-destination", str(root / "artifacts"),
-         "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, uri
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("mlflow server did not start within 60 s")
-
-
-def stats(ms: list[float]) -> dict[str, float]:
-    arr = np.asarray(ms)
-    return {"n": len(arr), "p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95)),
-            "max_ms": float(arr.max())}
+def stats(ms: list[float]) -> dict[str, float | int | None]:
+    p = percentiles(ms, (50, 95))
+    return {"n": p["n"], "p50_ms": p["p50"], "p95_ms": p["p95"], "max_ms": p["max"]}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -93,62 +61,57 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with err.status("training the small model as of week 20 …"):
         trained = train_recommender(ml, clock, 20, TrainConfig.model_validate(SMALL))
     timings: dict[str, list[float]] = {k: [] for k in ("log_training", "register", "promote", "rollback")}
-    with tempfile.TemporaryDirectory(prefix="bench-registry-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-registry-") as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)
-        server = None
         if args.server:
-            server, uri = start_server(root)
+            uri = stack.enter_context(running(start_mlflow_server(root), timeout=60)).url
         else:
             uri = f"sqlite:///{root}/mlflow.db"
-        try:
-            bundle = root / "bundle"
-            trained.recommender.save(bundle)
-            audit = AuditLog(f"sqlite:///{root}/audit.db")
-            window = temporal_window(ml.interactions, clock, 20, 4)
-            versions = []
-            for seed in range(args.repeats):
-                cfg = trained.config.model_copy(
-                    update={"ranker": trained.config.ranker.model_copy(update={"seed": 100 + seed})})
-                t0 = time.perf_counter()
-                logged = log_training(replace(trained, config=cfg), bundle, tracking_uri=uri)
-                t1 = time.perf_counter()
-                versions.append(register(logged, MODEL, tracking_uri=uri, audit=audit).version)
-                t2 = time.perf_counter()
-                timings["log_training"].append(1000 * (t1 - t0))
-                timings["register"].append(1000 * (t2 - t1))
-            for version in versions:
-                t0 = time.perf_counter()
-                service.promote(MODEL, version, actor="bench", reason="bench", audit=audit, tracking_uri=uri)
-                timings["promote"].append(1000 * (time.perf_counter() - t0))
-            for _ in versions[1:]:
-                t0 = time.perf_counter()
-                service.rollback(MODEL, actor="bench", reason="bench", audit=audit, tracking_uri=uri)
-                timings["rollback"].append(1000 * (time.perf_counter() - t0))
-            known = window.users[~window.cold_mask(window.users)]
+        bundle = root / "bundle"
+        trained.recommender.save(bundle)
+        audit = AuditLog(f"sqlite:///{root}/audit.db")
+        window = temporal_window(ml.interactions, clock, 20, 4)
+        versions = []
+        for seed in range(args.repeats):
+            cfg = trained.config.model_copy(
+                update={"ranker": trained.config.ranker.model_copy(update={"seed": 100 + seed})})
             t0 = time.perf_counter()
-            problems = schema_problems(trained.recommender, known)
-            schema_ms = 1000 * (time.perf_counter() - t0)
-            latency = recommend_latency(trained.recommender, window.users[:200])
-            audit.close()
-        finally:
-            if server is not None:
-                server.terminate()
-                server.wait(timeout=30)
+            logged = log_training(replace(trained, config=cfg), bundle, tracking_uri=uri)
+            t1 = time.perf_counter()
+            versions.append(register(logged, MODEL, tracking_uri=uri, audit=audit).version)
+            t2 = time.perf_counter()
+            timings["log_training"].append(1000 * (t1 - t0))
+            timings["register"].append(1000 * (t2 - t1))
+        for version in versions:
+            t0 = time.perf_counter()
+            service.promote(MODEL, version, actor="bench", reason="bench", audit=audit, tracking_uri=uri)
+            timings["promote"].append(1000 * (time.perf_counter() - t0))
+        for _ in versions[1:]:
+            t0 = time.perf_counter()
+            service.rollback(MODEL, actor="bench", reason="bench", audit=audit, tracking_uri=uri)
+            timings["rollback"].append(1000 * (time.perf_counter() - t0))
+        known = window.users[~window.cold_mask(window.users)]
+        t0 = time.perf_counter()
+        problems = schema_problems(trained.recommender, known)
+        schema_ms = 1000 * (time.perf_counter() - t0)
+        latency = recommend_latency(trained.recommender, window.users[:200]).model_dump()
+        audit.close()
     return {
         "benchmark": "registry", "store": "mlflow server (HTTP, loopback)" if args.server else "SQLite in-process",
         "operations": {name: stats(ms) for name, ms in timings.items()},
         "targets_ms": TARGETS_MS, "schema_check_ms": schema_ms, "schema_problems": problems,
         "recommend_latency": latency,
-        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": machine(),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"results file (default {DEFAULT_JSON})")
+    parser = arg_parser(__doc__, "registry", "2 versions instead of --repeats")
     parser.add_argument("--repeats", type=int, default=5, help="versions to log, register and promote (default 5)")
     parser.add_argument("--server", action="store_true", help="use an `mlflow server` on loopback, not SQLite")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.repeats = 2
     if args.repeats < 2:
         parser.error("--repeats must be >= 2 (a rollback needs two champions)")
     report = run(args)
@@ -164,9 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     table.add_row("gate: recommend() per user", str(lat["n"]), f"{lat['p50_ms']:.1f}", f"{lat['p95_ms']:.1f}",
                   f"{max(lat['p99_ms'], lat['p95_ms']):.1f} (p99)", "50 (p95)", "yes" if lat["p95_ms"] <= 50 else "NO")
     out.print(table)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
-    out.print(f"results: {args.json}")
+    write_json(args.json, report)
     return 0
 
 

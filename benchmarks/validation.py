@@ -1,13 +1,14 @@
 """Validating one weekly batch with Great Expectations: cold (fresh process) and warm (GX imported), in one run.
 
-    python benchmarks/validation.py [--json PATH] [--repeats 3] [--cold-week 20] [--bytecode both]
+    python -m benchmarks.validation [--json PATH] [--repeats 3] [--cold-week 20] [--bytecode both] [--quick]
 
 Sets up a temporary data/var folder with the real ML-100K raw files, replays every week as a batch file
 (``write_week``) and measures, against the target "one weekly batch in <= 5 s, GX context set-up included":
 
 (a) warm: one process validates week 0 (not counted: it pays the GX import), then weeks 1..31 in order;
     per-week ``validate_week`` seconds, p50/p95/max;
-(b) cold: a fresh subprocess runs ``validate_week`` for ``--cold-week`` (all earlier weeks accepted), repeated;
+(b) cold: a fresh subprocess (benchmarks.validation_cold) runs ``validate_week`` for ``--cold-week`` (all earlier
+    weeks accepted), repeated;
     the process's wall time and its phases: interpreter start, our imports, ``import great_expectations``,
     GX context set-up, validation, Data Docs build, GX store writes (suites and results JSON), batch store
     write, the rest of validate_week, interpreter exit. "validate_week cold" = GX import + validate_week;
@@ -25,7 +26,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -35,89 +35,35 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
-from recsys.runtime import quiet_threads
+from recsys.runtime import prepare_process
 
-quiet_threads()  # before numpy loads (see recsys.runtime)
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+prepare_process()  # before numpy loads: thread pools, GX analytics off (see recsys.runtime)
 
+from benchmarks.harness.report import arg_parser, err, machine, out, write_json
 from recsys.data.fetch import DataUnavailableError, fetch_movielens
 from recsys.data.load import load_movielens
 from recsys.data.replay import ReplayClock, write_week
 from recsys.settings import Settings
 
-DEFAULT_JSON = Path("bench-results/validation.json")
+ROOT = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = 5.0
 MODES = ("as-is", "cached")
 PHASES = ["interpreter_start", "our_imports", "gx_import", "context_setup", "validation", "docs_build",
           "gx_store_write", "batch_store_write", "other", "interpreter_exit"]
 
-# The cold child: times its own phases by wrapping our GxRunner methods (GX itself is left alone, except that
-# the file context's build_data_docs is timed through an instance attribute, to split publish in two).
-CHILD = r'''
-import sys, time
-spawned = float(sys.argv[1]); t0 = time.time(); p0 = time.perf_counter()
-import json
-from pathlib import Path
-from recsys.settings import Settings
-from recsys.validation import gx_runner, store
-from recsys.validation.runner import validate_week
-p1 = time.perf_counter()
-import great_expectations  # noqa: F401  (validate_week would import it; timed apart)
-p2 = time.perf_counter()
-spent = {"context_setup": 0.0, "validation": 0.0, "publish": 0.0, "docs_build": 0.0, "batch_store_write": 0.0}
-
-def timed(key, fn):
-    def wrapper(*args, **kwargs):
-        t = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            spent[key] += time.perf_counter() - t
-    return wrapper
-
-R = gx_runner.GxRunner
-R.__init__ = timed("context_setup", R.__init__)
-R.run = timed("validation", R.run)
-R.publish = timed("publish", R.publish)
-_file_context = R.file_context.fget
-def file_context(self):
-    t = time.perf_counter()
-    ctx = _file_context(self)
-    spent["context_setup"] += time.perf_counter() - t
-    spent["publish"] -= time.perf_counter() - t
-    if ctx is not None and "build_data_docs" not in vars(ctx):
-        ctx.build_data_docs = timed("docs_build", ctx.build_data_docs)
-    return ctx
-R.file_context = property(file_context)
-store.accept = timed("batch_store_write", store.accept)
-
-root, week, now = Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-outcome = validate_week(Settings(data_dir=root / "data", var_dir=root / "var"), week, now=now, channels=[])
-p3 = time.perf_counter()
-spent["gx_store_write"] = spent.pop("publish") - spent["docs_build"]
-known = sum(spent.values())
-print(json.dumps({"success": outcome.success, "validate_week": outcome.seconds, "gx_import": p2 - p1,
-                  "interpreter_start": t0 - spawned, "our_imports": p1 - p0,
-                  **spent, "other": outcome.seconds - known, "end": time.time()}))
-'''
-
-IMPORT_ONLY = ("import sys, time; t = time.perf_counter(); import great_expectations; "
-               "print(time.perf_counter() - t)")
-
-err = Console(stderr=True, highlight=False)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"results file (default {DEFAULT_JSON})")
+    parser = arg_parser(__doc__, "validation", "warm weeks 0..5, cold week 5 once, bytecode as is")
     parser.add_argument("--repeats", type=int, default=3, help="cold runs and import-only runs (default 3)")
     parser.add_argument("--cold-week", type=int, default=20, help="the week validated cold (default 20)")
     parser.add_argument("--bytecode", choices=[*MODES, "both"], default="both",
                         help="cold runs with the environment as is, with cached bytecode, or both (default)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.warm_weeks = None  # every week
+    if args.quick:
+        args.repeats, args.cold_week, args.bytecode, args.warm_weeks = 1, 5, "as-is", 6
+    return args
 
 
 def stats(values: list[float]) -> dict[str, float]:
@@ -149,8 +95,8 @@ def child_env(mode: str, pycache: Path) -> dict[str, str]:
 
 def cold_run(root: Path, week: int, now: int, env: dict[str, str]) -> dict[str, Any]:
     spawned = time.time()
-    proc = subprocess.run([sys.executable, "-c", CHILD, repr(spawned), str(root), str(week), str(now)],
-                          env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.validation_cold", "validate", repr(spawned), str(root),
+                           str(week), str(now)], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     ended = time.time()
     if proc.returncode != 0:
         raise RuntimeError(f"cold run failed:\n{proc.stderr[-3000:]}")
@@ -163,9 +109,9 @@ def cold_run(root: Path, week: int, now: int, env: dict[str, str]) -> dict[str, 
 
 def import_run(env: dict[str, str]) -> dict[str, float]:
     started = time.time()
-    proc = subprocess.run([sys.executable, "-c", IMPORT_ONLY], env=env, capture_output=True, text=True,
-                          check=True)
-    return {"import": float(proc.stdout.strip().splitlines()[-1]), "wall": time.time() - started}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.validation_cold", "gx-import"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, check=True)
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "wall": time.time() - started}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -176,14 +122,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         err.print(f"set-up in {root}: raw ML-100K files and every weekly batch")
         settings, clock = setup(root)
         now = clock.start(clock.n_weeks + 1)
-        if not 0 < args.cold_week < clock.n_weeks:
-            raise ValueError(f"--cold-week must be in 1..{clock.n_weeks - 1}")
 
-        err.print(f"warm: validate_week 0..{clock.n_weeks - 1} in one process (week 0 not counted)")
+        weeks = clock.n_weeks if args.warm_weeks is None else min(args.warm_weeks, clock.n_weeks)
+        if not 0 < args.cold_week < weeks:
+            raise ValueError(f"--cold-week must be in 1..{weeks - 1}")
+        err.print(f"warm: validate_week 0..{weeks - 1} in one process (week 0 not counted)")
         from recsys.validation.runner import validate_week
 
         warm: list[dict[str, Any]] = []
-        for week in range(clock.n_weeks):
+        for week in range(weeks):
             outcome = validate_week(settings, week, now=now, channels=[])
             warm.append({"week": week, "seconds": round(outcome.seconds, 3), "success": outcome.success,
                          "rows": outcome.rows})
@@ -218,8 +165,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                   "median_wall": round(statistics.median(r["wall"] for r in runs), 3)}
                            for mode, runs in imports.items()},
         "wall_seconds": round(time.perf_counter() - t0, 1),
-        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-                    "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE")},
+        "quick": args.quick,
+        "machine": machine(PYTHONDONTWRITEBYTECODE=os.environ.get("PYTHONDONTWRITEBYTECODE")),
     }
 
 
@@ -263,13 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     except (DataUnavailableError, ValueError, RuntimeError) as exc:
         err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
         return 1
-    out = Console(highlight=False)
     for table in render(report):
         out.print(table)
     out.print(f"wall {report['wall_seconds']:.0f} s, {os.cpu_count()} CPU(s)")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
-    out.print(f"\nresults: {args.json}")
+    write_json(args.json, report)
     return 0
 
 

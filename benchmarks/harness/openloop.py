@@ -1,5 +1,5 @@
-"""Open-loop HTTP load with per-request latencies, for benchmarks/serving.py and benchmarks/swap.py (and
-:func:`wait_compiled`, the steady state both start from).
+"""Open-loop HTTP load with per-request latencies: the client, a paced level of a server under test, and the
+latency probe that runs beside a closed-loop wrk level (benchmarks.serving, benchmarks.swap).
 
 One asyncio loop (uvloop, aiohttp with a keep-alive pool) sends a request every ``1/rate`` seconds on a fixed
 schedule, whatever the answers take, so a slow answer delays no later request (no coordinated omission). Each
@@ -12,23 +12,24 @@ share a 2-core machine with the server it measures.
 Why not wrk's latencies: on this machine wrk 4.1's latency histogram contradicts its own request count for fast
 answers (at 1 connection it reported a 6 ms mean latency while completing 1,650 sequential requests per second,
 i.e. 0.6 ms each; a plain keep-alive client measured p99 1.1 ms on the same server), so benchmarks/serving.py
-takes throughput from wrk and latencies from this.
+takes throughput from wrk and latencies from this (:func:`probe`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
-import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import numpy as np
 import uvloop
+
+from benchmarks.harness.processes import Server
 
 
 @dataclass
@@ -79,7 +80,7 @@ class OpenLoop:
                 sent = time.perf_counter()
                 try:
                     async with session.post(self.path, json=body) as resp:
-                        payload = await resp.json(content_type=None) if resp.status == 200 else await resp.read()
+                        payload: Any = await resp.json(content_type=None) if resp.status == 200 else await resp.read()
                         latency = time.perf_counter() - sent
                         kept = self.keep(payload) if self.keep is not None and resp.status == 200 else None
                         self.samples.append(Sample(due, resp.status, latency, kept, sent - due))
@@ -117,13 +118,47 @@ def summarize(samples: list[Sample]) -> dict[str, Any]:
             "send_late_p99_ms": float(np.percentile([s.late_s * 1000 for s in samples], 99)) if samples else None}
 
 
-def wait_compiled(base: str, timeout_s: float = 120.0) -> float:
-    """Seconds until both workers' champions score with compiled trees (``engine`` in ``GET /model``, which one
-    worker answers at a time: 6 answers in a row), so the measurement starts from the steady state."""
-    t0 = time.perf_counter()
-    streak = 0
-    while streak < 6 and time.perf_counter() - t0 < timeout_s:
-        models = json.loads(urllib.request.urlopen(f"{base}/model", timeout=10).read())["models"]
-        streak = streak + 1 if models.get("champion", {}).get("engine") == "lleaves" else 0
-        time.sleep(0.2)
-    return time.perf_counter() - t0
+def latency_fields(summary: dict[str, Any] | None) -> dict[str, Any]:
+    """A level's latency columns (ms) from an open-loop summary; all None when nothing was probed."""
+    keys = ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms", "max_ms")
+    if summary is None:
+        return {k: None for k in keys} | {"probe": None}
+    return {k: summary[k] for k in keys} | {"probe": summary}
+
+
+@contextmanager
+def probe(server: Server, body: Callable[[], dict[str, Any]] | None, rate: float,
+          duration: float) -> Iterator[Callable[[], dict[str, Any] | None]]:
+    """An open-loop probe of ``rate`` requests/s to ``server`` while the block runs another load for ``duration``
+    seconds; it skips that load's first and last half second (connections opening and closing). Yields a function
+    giving the probe's summary (None without ``body`` or with rate 0) once the block is done."""
+    if body is None or rate <= 0:
+        yield lambda: None
+        return
+    loop = OpenLoop(server.url, server.route, body, rate)
+
+    def run() -> None:
+        time.sleep(0.5)
+        loop.run(max(0.5, duration - 1.0))
+
+    thread = threading.Thread(target=run, name="open-loop-probe", daemon=True)
+    thread.start()
+    try:
+        yield lambda: summarize(loop.samples) if loop.samples else None
+    finally:
+        thread.join(timeout=duration + 30)
+
+
+def paced_level(server: Server, body: Callable[[], dict[str, Any]], rate: float, duration: float) -> dict[str, Any]:
+    """``rate`` requests/s on a fixed schedule for ``duration`` seconds: latencies from the schedule (no
+    coordinated omission), status counts, and the server tree's CPU per request and per 2xx over the window."""
+    cpu0, wall0 = server.cpu_seconds(), time.perf_counter()
+    summary = summarize(OpenLoop(server.url, server.route, body, rate).run(duration))
+    wall, cpu = time.perf_counter() - wall0, server.cpu_seconds() - cpu0
+    requests, ok = summary["requests"], summary["ok"]
+    return {"server": server.name, "connections": "open", "paced": True, "target_rps": rate, "duration_s": wall,
+            "requests": requests, "ok": ok, "rps": summary["achieved_rps"], "ok_rps": ok / wall,
+            **latency_fields(summary), "non2xx": summary["failed"], "status_429": summary["status_429"],
+            "errors": summary["failed"] - summary["status_429"], "server_cpu_s": cpu,
+            "server_cpu_ms_per_request": 1000 * cpu / requests if requests else None,
+            "server_cpu_ms_per_2xx": 1000 * cpu / ok if ok else None, "server_cpu_cores": cpu / wall}
