@@ -22,7 +22,7 @@ COMPILED := $(VENV)/.compiled
 RECSYS := $(BIN)/recsys
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data demo serve bento repro test test-all lint bench lock bento-lock clean
+.PHONY: help setup data demo serve bento repro unit test test-slow test-all lint bench lock bento-lock clean
 
 help: ## Show the targets
 	@echo "Usage: make <target>   (PYTHON=$(PYTHON), VENV=$(VENV))"
@@ -105,15 +105,22 @@ bento: setup ## Build the Bento with the champion baked in (no Docker needed; `b
 repro: setup ## DVC pipeline (dvc.yaml, params.yaml): runs only the stages whose inputs changed
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
-test: setup data ## Fast test suite (everything not marked slow)
+unit: setup ## Fast gate: tests/unit + tests/conformance (no data, no servers; seconds)
+	$(BIN)/python -m pytest -q tests/unit tests/conformance $(PYTEST_ARGS)
+
+test: setup data ## The test suite without the slow tests (unit to real servers)
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-slow: setup data ## Only the slow tests (DVC end to end, every real week, a real bentoml serve)
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 test-all: setup data ## Every test, including the slow ones
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-lint: setup ## ruff + mypy
+lint: setup ## ruff, mypy (recsys, bentos, benchmarks) and the layering contract (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 bench: setup data ## Offline quality benchmark, both protocols -> bench-results/offline_quality.json
 	$(BIN)/python -m benchmarks.offline_quality --json bench-results/offline_quality.json
@@ -128,6 +135,6 @@ bento-lock: setup ## Recompile bentos/requirements.txt (the Bento's packages) ag
 	$(BIN)/uv pip compile bentos/requirements.in -c requirements.txt -o bentos/requirements.txt --python-version 3.11
 
 clean: ## Remove caches, run outputs (var/, bench-results/) and replayed batches; keeps .venv and the raw data
-	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis bench-results var data/batches data/store data/quarantine \
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis .import_linter_cache bench-results var data/batches data/store data/quarantine \
 	  reports/temporal_backtest reports/recbole
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.to_thread
@@ -357,6 +357,7 @@ CONTRACT = {
     ("get", "/metrics"): Operation({200: Answer("Prometheus text format", TEXT, "text/plain"), 413: TOO_LARGE,
                                     504: TIMED_OUT}),
 }
-RecommenderService.add_asgi_middleware(
+SERVICE = cast("bentoml.Service[RecommenderService]", RecommenderService)  # what @bentoml.service made of the class
+SERVICE.add_asgi_middleware(
     ContractMiddleware, max_body_bytes=SETTINGS.max_body_bytes, json_paths=("/predict", "/feedback"),
-    openapi=lambda: openapi_document(RecommenderService.openapi_spec.asdict(), CONTRACT))
+    openapi=lambda: openapi_document(SERVICE.openapi_spec.asdict(), CONTRACT))

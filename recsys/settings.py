@@ -203,7 +203,7 @@ def env_name(cls: type[Settings], field: str) -> str:
     return f"{PREFIX}{field.upper()}"
 
 
-def load(cls: type[S] = Settings, **overrides: Any) -> S:  # type: ignore[assignment]
+def load(cls: type[S], **overrides: Any) -> S:
     """``cls()`` from the environment; :class:`SettingsError` naming the variable (or field) on a bad value."""
     try:
         return cls(**overrides)

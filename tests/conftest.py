@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -133,6 +134,18 @@ def build_data(items: pd.DataFrame) -> Callable[..., InteractionData]:
     return build
 
 
+@pytest.fixture(scope="session")
+def wait_until() -> Callable[..., None]:
+    """``wait_until(condition)``: poll until ``condition()`` is truthy. No deadline of its own: the test's
+    pytest-timeout bounds every wait, and a wait that never ends fails the test there."""
+
+    def wait(condition: Callable[[], object], interval: float = 0.02) -> None:
+        while not condition():
+            time.sleep(interval)
+
+    return wait
+
+
 # -- real data ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def movielens_cache() -> Path:
@@ -189,3 +202,11 @@ def small_model(movielens: Path) -> SimpleNamespace:
     with threadpool_limits(1, user_api="blas"):
         result = train_recommender(ml, clock, 20, config)
     return SimpleNamespace(ml=ml, clock=clock, result=result, as_of=20, horizon=4, config=config)
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(small_model: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``small_model`` saved as a bundle directory (what the service loads)."""
+    path = tmp_path_factory.mktemp("bento") / "bundle"
+    small_model.result.recommender.save(path)
+    return path

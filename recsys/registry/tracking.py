@@ -40,6 +40,7 @@ from mlflow.types.schema import ColSpec, Schema, TensorSpec
 from tenacity import (
     RetryError,
     Retrying,
+    before_sleep_log,
     retry_if_exception,
     retry_if_result,
     stop_after_attempt,
@@ -89,9 +90,11 @@ def is_connection_error(exc: BaseException) -> bool:
 
 
 def with_retries(fn: Callable[[], T], attempts: int = 3) -> T:
-    """Call ``fn`` with up to ``attempts`` tries on connection errors (exponential backoff), reraising the last."""
+    """Call ``fn`` with up to ``attempts`` tries on connection errors (exponential backoff), reraising the last;
+    each retry is logged as a warning."""
     retrying = Retrying(retry=retry_if_exception(is_connection_error), stop=stop_after_attempt(attempts),
-                        wait=wait_exponential(multiplier=0.5, max=4), reraise=True)
+                        wait=wait_exponential(multiplier=0.5, max=4), reraise=True,
+                        before_sleep=before_sleep_log(logger, logging.WARNING))
     return retrying(fn)
 
 

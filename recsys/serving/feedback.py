@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from recsys.db import SqlStore, UTCDateTime, utcnow
-from recsys.serving.schemas import ItemId
+from recsys.serving.schemas import NO_NUL, ItemId
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class FeedbackEvent(BaseModel):
 
     event_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$",
                           description="client-chosen idempotency key")
-    request_id: str | None = Field(None, min_length=1, max_length=128,
+    request_id: str | None = Field(None, min_length=1, max_length=128, pattern=NO_NUL,
                                    description="the recommendation request the item was shown in")
     user_id: ItemId
     item_id: ItemId
@@ -62,7 +62,7 @@ class FeedbackEvent(BaseModel):
     ts: Annotated[datetime, WithJsonSchema(TS_SCHEMA, mode="validation")] = Field(
         default_factory=utcnow, strict=False,  # the validators below take the strings and objects accepted
         description="when it happened (RFC 3339; UTC when it has no offset; default: now)")
-    variant: str | None = Field(None, min_length=1, max_length=64,
+    variant: str | None = Field(None, min_length=1, max_length=64, pattern=NO_NUL,
                                 description="the A/B variant (registry alias) that served the item")
 
     @field_validator("ts", mode="before")

@@ -157,6 +157,8 @@ class ModelManager:
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self.reload_marker: Path | None = None
+        self.watch_checks = 0
+        """How many times the watcher has looked at the reload marker and its interval (tests wait on it)."""
 
     # -- reading (request path) ------------------------------------------------------------------------------
     @property
@@ -312,6 +314,7 @@ class ModelManager:
         def loop() -> None:
             seen, due = stamp(), time.monotonic() + interval_s
             while not self._stop.wait(min(0.25, interval_s)):
+                self.watch_checks += 1
                 now_stamp = stamp()
                 if now_stamp == seen and time.monotonic() < due:
                     continue

@@ -21,6 +21,9 @@ MAX_EXCLUDE = 1000
 MAX_CONTEXT_KEYS = 32
 MAX_CONTEXT_KEY_CHARS = 64
 MAX_CONTEXT_VALUE_CHARS = 256
+NO_NUL = r"^[^\x00]*$"
+"""Fields a database stores refuse NUL characters: PostgreSQL's text columns cannot hold them (the insert would
+fail, a 500). Request fields that only reach the Parquet logs (profile, context) may contain them."""
 
 
 def _json_integer(value: Any) -> Any:

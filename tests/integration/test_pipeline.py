@@ -16,8 +16,6 @@ from recsys.data.split import temporal_window
 from recsys.evaluation.protocols import RANKER, evaluate_window
 from recsys.ranking.recommender import BundleError, Recommender
 
-pytestmark = pytest.mark.integration
-
 AS_OF, HORIZON = 20, 4
 
 

@@ -28,8 +28,6 @@ from recsys.registry.audit import AuditEvent, AuditLog, AuditRecord
 from recsys.registry.gate import GateConfig, GateDecision, ModelEvaluation, decide
 from recsys.registry.tracking import log_training, register
 
-pytestmark = pytest.mark.integration
-
 AS_OF = 20
 MODEL = "content-ranker"
 runner = CliRunner()

@@ -19,8 +19,6 @@ from typer.testing import CliRunner
 
 from recsys.cli import app
 
-pytestmark = pytest.mark.integration
-
 MODEL = "content-ranker"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 runner = CliRunner()

@@ -25,8 +25,6 @@ from recsys.stages.registry import ReleaseParams, RollbackParams, history, relea
 from recsys.stages.train import TrainParams, train
 from recsys.stages.validate import ValidateParams, validate
 
-pytestmark = pytest.mark.integration
-
 LOOSE = GateConfig(first_model_tolerance=-1.0, margin=-1.0, slice_tolerance=1.0, coverage_tolerance=1.0,
                    n_resamples=300)
 """The mechanics are under test, not the model: the first model passes whatever its gain."""

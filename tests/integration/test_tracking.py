@@ -25,8 +25,6 @@ from recsys.registry.tracking import (
     with_retries,
 )
 
-pytestmark = pytest.mark.integration
-
 AS_OF = 20
 MODEL = "content-ranker"
 

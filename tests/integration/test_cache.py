@@ -13,8 +13,6 @@ import pytest
 from recsys.ranking.recommender import BundleError, RankedUsers, Recommender
 from recsys.serving.cache import RankedCache
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="module")
 def rec(small_model: SimpleNamespace) -> Recommender:

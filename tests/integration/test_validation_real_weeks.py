@@ -65,17 +65,13 @@ def test_real_week_passes(week: int, reference: Reference, gx_runner: GxRunner, 
 
 
 @pytest.mark.slow
-@pytest.mark.integration
 def test_every_real_week_passes_in_order(tmp_path: Path, ml: MovieLens, reference: Reference) -> None:
     """The real path: 32 batch files validated in order with the file-mode context, each joining the store."""
     settings = Settings(data_dir=tmp_path / "data", var_dir=tmp_path / "var")
     channels = notify_channels(settings, ["outbox"])
-    seconds = []
     for week in range(N_WEEKS):
         write_week(ml.interactions, reference.clock, week, settings.batches_dir)
         outcome = validate_week(settings, week, reference=reference, channels=channels)
         assert outcome.success, (week, outcome.failed)
         assert outcome.history_weeks == list(range(week))
-        seconds.append(outcome.seconds)
-    assert sum(o for o in seconds[1:]) / (N_WEEKS - 1) < 5.0
     assert not (settings.data_dir / "quarantine").exists()

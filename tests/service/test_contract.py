@@ -26,8 +26,6 @@ import pytest
 
 from recsys.serving.schemas import ErrorBody
 
-pytestmark = pytest.mark.integration
-
 ADMIN_TOKEN = "test-admin-token"  # conftest's service_env
 MAX_BODY = 256 * 1024
 SEED = int(os.environ.get("RECSYS_CONTRACT_SEED", "20240501"))

@@ -7,8 +7,7 @@ from __future__ import annotations
 import gc
 import shutil
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,8 +19,6 @@ from recsys.ranking.recommender import BundleError
 from recsys.registry.tracking import log_training, register
 from recsys.schema import CHALLENGER, CHAMPION
 from recsys.serving.models import ModelManager
-
-pytestmark = pytest.mark.integration
 
 MODEL = "content-ranker"
 
@@ -148,7 +145,8 @@ def test_refresh_follows_the_aliases_and_swaps(registry: SimpleNamespace) -> Non
     assert manager.stats.succeeded == 3 and manager.stats.failed == 0
 
 
-def test_a_reload_request_reaches_every_watcher(registry: SimpleNamespace, tmp_path: Path) -> None:
+def test_a_reload_request_reaches_every_watcher(registry: SimpleNamespace, tmp_path: Path,
+                                               wait_until: Callable[..., None]) -> None:
     """Two managers standing for two worker processes share a reload marker: a reload asked of one moves both,
     long before their 60 s watch interval."""
     point(registry, CHAMPION, 1)
@@ -159,13 +157,11 @@ def test_a_reload_request_reaches_every_watcher(registry: SimpleNamespace, tmp_p
             w.refresh()
             w.start_watcher(60.0, reload_marker=marker)
         point(registry, CHAMPION, 2)
-        time.sleep(0.5)
-        assert [w.get(CHAMPION).version for w in workers] == [1, 1]  # nobody asked yet
+        checked = [w.watch_checks for w in workers]
+        wait_until(lambda: all(w.watch_checks >= c + 3 for w, c in zip(workers, checked, strict=True)))
+        assert [w.get(CHAMPION).version for w in workers] == [1, 1]  # three looks each, and nobody asked yet
         workers[0].request_reload()
-        deadline = time.time() + 30
-        while time.time() < deadline and any(w.get(CHAMPION).version != 2 for w in workers):
-            time.sleep(0.1)
-        assert [w.get(CHAMPION).version for w in workers] == [2, 2]
+        wait_until(lambda: all(w.get(CHAMPION).version == 2 for w in workers))
     finally:
         point(registry, CHAMPION, 1)
         for w in workers:

@@ -138,7 +138,6 @@ def data_dir(tmp_path: Path, raw_data_dir: Callable[[Path], Path]) -> Path:
     return raw_data_dir(tmp_path)
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize(("args", "needles"), [
     (["data", "replay", "--week", "40"], ["week 40", "0..31"]),
     (["data", "replay", "--week", "-1"], ["week -1", "0..31"]),
@@ -151,7 +150,6 @@ def test_weeks_out_of_range(data_dir: Path, tmp_path: Path, args: list[str], nee
     assert not (tmp_path / "var").exists()  # failed before training anything
 
 
-@pytest.mark.integration
 def test_fetch_then_replay_a_week(tmp_path: Path, movielens: Path, movielens_cache: Path) -> None:
     data = tmp_path / "data"
     (data / "cache").mkdir(parents=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,8 +16,6 @@ from recsys.serving.router import Experiment, Router
 from recsys.serving.runtime import NotReadyError, ServingRuntime
 from recsys.serving.schemas import PredictRequest, Profile
 from recsys.serving.traffic import TrafficLog
-
-pytestmark = pytest.mark.integration
 
 UNKNOWN = 10**6
 
@@ -105,13 +103,12 @@ def test_no_model_means_not_ready() -> None:
         runtime(ModelManager("content-ranker", tracking_uri=None)).predict(PredictRequest(user_id=1))
 
 
-def test_shadow_scores_off_the_request_path_and_records_overlap(manager: ModelManager) -> None:
+def test_shadow_scores_off_the_request_path_and_records_overlap(manager: ModelManager,
+                                                               wait_until: Callable[..., None]) -> None:
     rt = runtime(manager, shadow=CHALLENGER, shadow_share=1.0)
     for user in range(1, 21):
         rt.predict(PredictRequest(user_id=user, n=10))
-    deadline = time.time() + 10
-    while rt.shadow.scored + rt.shadow.dropped < 20 and time.time() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: rt.shadow.scored + rt.shadow.dropped >= 20)
     assert rt.shadow.scored >= 1 and rt.shadow.scored + rt.shadow.dropped == 20
     assert rt.shadow.mean_overlap == pytest.approx(1.0)  # the same bundle behind both aliases
     rt.close()

@@ -18,7 +18,6 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import psutil
@@ -26,13 +25,6 @@ import pytest
 
 BENTOS = Path(__file__).resolve().parents[2] / "bentos"
 ADMIN_TOKEN = "test-admin-token"
-
-
-@pytest.fixture(scope="module")
-def bundle_dir(small_model: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("bento") / "bundle"
-    small_model.result.recommender.save(path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,6 @@ from recsys.stages.base import StageError
 from recsys.stages.inputs import load_training_data
 from recsys.validation import store
 
-pytestmark = pytest.mark.integration
-
 runner = CliRunner()
 WEEKS = range(6)
 
