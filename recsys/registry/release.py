@@ -19,8 +19,8 @@ from recsys.data.load import MovieLens
 from recsys.data.replay import ReplayClock
 from recsys.data.split import LabelWindow, temporal_window
 from recsys.ranking.recommender import BundleError, Recommender
-from recsys.registry.service import client_for, get_version
-from recsys.registry.tracking import scoped_tracking_uri, with_retries
+from recsys.registry.service import get_version
+from recsys.registry.tracking import client_for, scoped_tracking_uri, with_retries
 
 EVALUATED_VERSION_TAG, ROLE_TAG = "evaluated_version", "role"
 LATENCY_USERS = 200

@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from mlflow.entities.model_registry import ModelVersion
@@ -29,6 +28,7 @@ from recsys.registry.tracking import (
     DATA_HASH_TAG,
     GIT_SHA_TAG,
     RUN_KEY_TAG,
+    client_for,
     is_connection_error,
     reporting_unreachable,
     with_retries,
@@ -61,15 +61,6 @@ R = TypeVar("R")
 
 
 # -- MLflow helpers ------------------------------------------------------------------------------------------
-def client_for(tracking_uri: str) -> MlflowClient:
-    """An MLflow client with an explicit tracking and registry URI (a SQLite store's folder is created)."""
-    if tracking_uri.startswith("sqlite:///"):
-        db = tracking_uri.removeprefix("sqlite:///")
-        if db and db != ":memory:":
-            Path(db).parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-
-
 def _check_version(version: int) -> int:
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(f"a registry version is an integer >= 1, got {version!r}")

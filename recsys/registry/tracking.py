@@ -137,12 +137,18 @@ def scoped_tracking_uri(uri: str) -> Iterator[None]:
 @contextlib.contextmanager
 def _tracking(uri: str) -> Iterator[MlflowClient]:
     """Point the fluent API at ``uri`` for the block (what was there before is restored after)."""
-    if uri.startswith("sqlite:///"):
-        db = uri.removeprefix("sqlite:///")
+    client = client_for(uri)
+    with scoped_tracking_uri(uri), reporting_unreachable(uri):
+        yield client
+
+
+def client_for(tracking_uri: str) -> MlflowClient:
+    """An MLflow client with an explicit tracking and registry URI (a SQLite store's folder is created)."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = tracking_uri.removeprefix("sqlite:///")
         if db and db != ":memory:":
             Path(db).parent.mkdir(parents=True, exist_ok=True)
-    with scoped_tracking_uri(uri), reporting_unreachable(uri):
-        yield MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 # -- the pyfunc model ----------------------------------------------------------------------------------------
@@ -447,9 +453,7 @@ class MlflowTuningLog:
                                metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()])
 
     def begin(self, as_of_week: int, params: dict[str, Any]) -> None:
-        if self.uri.startswith("sqlite:///"):
-            Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self._client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        self._client = client_for(self.uri)
         self._exp_id = experiment_id(self._client, self.experiment, self.uri)
         self.parent_run_id = self._client.create_run(self._exp_id, run_name=f"tune week={as_of_week:02d}").info.run_id
         self._log(self.parent_run_id, params)

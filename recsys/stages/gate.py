@@ -218,8 +218,7 @@ def _apply(settings: Settings, audit: AuditLog, version: int, report: GateReport
 
 def _record(settings: Settings, report: GateReport) -> Path:
     """Write the decision record to ``<var_dir>/registry/decisions/`` and to the challenger's MLflow run."""
-    from recsys.registry.service import client_for
-    from recsys.registry.tracking import with_retries
+    from recsys.registry.tracking import client_for, with_retries
 
     stamp = report.decided_at.strftime("%Y%m%dT%H%M%S%fZ")
     path = settings.registry_dir / "decisions" / f"{report.model}-v{report.challenger.version}-{stamp}.json"

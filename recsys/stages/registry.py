@@ -121,7 +121,8 @@ class VersionDetail(StageResult):
 
 def show(settings: Settings, version: int) -> VersionDetail:
     """One version: status, aliases, run id, lineage tags and its run's metrics."""
-    from recsys.registry.service import client_for, get_version, list_versions
+    from recsys.registry.service import get_version, list_versions
+    from recsys.registry.tracking import client_for
 
     name, uri = settings.model_name, settings.mlflow_uri
     client = client_for(uri)
