@@ -32,7 +32,7 @@ from benchmarks.harness import wrk
 from benchmarks.harness.processes import Server, running, scan_log
 from benchmarks.harness.report import err, fmt, machine, out, ratio
 from benchmarks.load import LoadPlan, closed_levels, paced_point, warm_up
-from benchmarks.mix import DESCRIPTION, request_mix, write_bodies
+from benchmarks.mix import DESCRIPTION, parity_mix, request_mix, write_bodies
 
 ROOT = systems.ROOT
 SIDES = ("ours", "baseline")
@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--baseline", metavar="REF", default=None,
                        help="serve the Bento of this git ref beside ours instead of the floor and mlflow")
     group.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every level (default 3)")
+    group.add_argument("--parity", type=int, default=1000,
+                       help="requests whose whole answers are compared between the two (default 1000)")
     group.add_argument("--bundle", type=Path, default=None,
                        help="the bundle both serve (default: downloaded from the registry, as without --baseline)")
 
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     info = machine(wrk=wrk.version())
     ours = {"ref": "working tree", "commit": git("rev-parse", "HEAD"),
             "uncommitted_changes": bool(git("status", "--porcelain"))}
-    mix, parity_mix = request_mix(args.bodies, args.seed), request_mix(40, args.seed + 1)
+    mix, checks = request_mix(args.bodies, args.seed), parity_mix(args.parity, args.seed + 1)
     extra = dict(kv.split("=", 1) for kv in args.bento_env)
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmpdir, worktree(args.baseline) as (tree, commit):
         tmp = Path(tmpdir)
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 err.print(f"{side}: ready after {server.ready_s:.1f} s, "
                           f"{systems.compiled_note(systems.wait_compiled(server))}")
                 warm_up(server, bodies, "bento", plan)
-            parity = {side: systems.top_items(server, parity_mix) for side, server in servers.items()}
+            parity = {side: systems.answers(server, checks) for side, server in servers.items()}
             levels: list[dict[str, list[dict[str, Any]]]] = [{s: [] for s in SIDES} for _ in plan.connections]
             paced: dict[str, list[dict[str, Any]]] = {s: [] for s in SIDES}
             for r in range(args.rounds):
@@ -136,6 +138,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rss = {side: server.rss_mb() for side, server in servers.items()}
         logs = {side: scan_log(server.log) for side, server in servers.items()}
     pairs = [(a, b) for a, b in zip(parity["ours"], parity["baseline"], strict=True) if a is not None and b is not None]
+    same_items = sum([i["item_id"] for i in a["items"]] == [i["item_id"] for i in b["items"]] for a, b in pairs)
     return {
         "benchmark": "serving-baseline", "ours": ours,
         "baseline": {"ref": args.baseline, "commit": commit}, **source, "workers": args.workers,
@@ -147,7 +150,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                    "from its schedule; CPU = the server tree's user+system CPU over the level"),
         "levels": [{"connections": c, **compare(levels[i])} for i, c in enumerate(plan.connections)],
         "paced": compare(paced) if paced["ours"] else None,
-        "parity": {"compared": len(pairs), "identical": sum(a == b for a, b in pairs)},
+        "parity": {"requests": len(checks), "compared": len(pairs), "same_items": same_items,
+                   "identical": sum(a == b for a, b in pairs),
+                   "what": "items (ids, scores as JSON floats, titles) and fallback; known users from the "
+                           "precomputed answers, a third of them with exclusions (full ranking), unknown users "
+                           "ranked from their profile; n in {1, 5, 10, 50, 100}"},
         "ready_s": {side: server.ready_s for side, server in servers.items()}, "rss_mb": rss, "logs": logs,
         "wall_s": time.time() - t_start, "machine": info,
     }
@@ -176,7 +183,8 @@ def print_report(report: dict[str, Any]) -> None:
     p = report["parity"]
     out.print(f"ratio = ours / baseline (2xx/s: higher is better; CPU and latency: lower is better). Latencies of "
               f"the wrk levels are the open-loop probe's ({report['probe_rate']:g}/s beside wrk); the open-loop row's "
-              f"are from its fixed schedule. Same top-10 from both: {p['identical']}/{p['compared']} requests.")
+              f"are from its fixed schedule. Identical answers (items, scores, titles, fallback) from both: "
+              f"{p['identical']}/{p['compared']} of {p['requests']} requests (same item ids: {p['same_items']}).")
     for side, log in report["logs"].items():
         if log["tracebacks"] or log["status_5xx_lines"]:
             out.print(f"{side} log: {log['tracebacks']} tracebacks, {log['status_5xx_lines']} 5xx lines"

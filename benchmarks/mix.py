@@ -37,6 +37,18 @@ def request_mix(count: int, seed: int) -> list[dict[str, Any]]:
             else {"user_id": 10_000_000 + i, "n": N, "profile": profile(rng)} for i in range(count)]
 
 
+def parity_mix(count: int, seed: int) -> list[dict[str, Any]]:
+    """Requests that cover every answer path: :func:`request_mix` (precomputed known users, ranked unknown ones),
+    with every third known user excluding three items (the full two-stage ranking of a known user) and some n."""
+    rng = random.Random(seed)
+    mix = request_mix(count, seed)
+    for i, req in enumerate(mix):
+        if "profile" not in req and i % 3 == 0:
+            req["exclude"] = rng.sample(range(1, 1683), 3)
+        req["n"] = rng.choice((1, 5, 10, 50, 100))
+    return mix
+
+
 def bento_body(req: dict[str, Any]) -> dict[str, Any]:
     """``POST /predict`` of the Bento (and of the floor)."""
     return req

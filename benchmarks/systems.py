@@ -154,6 +154,17 @@ def top_items(server: Server, mix: list[dict[str, Any]]) -> list[list[int] | Non
     return lists
 
 
+def answers(server: Server, mix: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+    """The Bento's whole answer per request without what differs by design (request id, model labels): items with
+    their scores and titles, and the fallback flag; None when it failed."""
+    found: list[dict[str, Any] | None] = []
+    for req in mix:
+        status, payload = post_json(server.url + server.route, BODY["bento"](req))
+        ok = status == 200 and isinstance(payload, dict)
+        found.append({"items": payload["items"], "fallback": payload["fallback"]} if ok else None)
+    return found
+
+
 def save_answer(server: Server, path: Path) -> bool:
     """A real 10-item answer of a known user: the floor's constant response (same size and shape)."""
     status, payload = post_json(server.url + server.route, {"user_id": KNOWN_USERS[0], "n": 10})
