@@ -16,6 +16,8 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
+from recsys.schema import K
+
 MetricFn = Callable[[Sequence[int] | np.ndarray, Collection[int], int], float]
 # A TypeVar rather than Hashable: Mapping keys are invariant, so dict[str, ...] would not match.
 Key = TypeVar("Key", bound=Hashable)
@@ -79,32 +81,32 @@ def _hit_rate(hits: np.ndarray, n_rel: int, k: int) -> float:
     return 1.0 if hits.any() else 0.0
 
 
-def ndcg_at_k(ranked: Sequence[int] | np.ndarray, relevant: Collection[int], k: int = 10) -> float:
+def ndcg_at_k(ranked: Sequence[int] | np.ndarray, relevant: Collection[int], k: int = K) -> float:
     """NDCG@k: DCG with 1/log2(rank+1) discounts over an ideal DCG of min(|relevant|, k) hits."""
     return _ndcg(*_hits(ranked, relevant, k), k)
 
 
-def recall_at_k(ranked: Sequence[int] | np.ndarray, relevant: Collection[int], k: int = 10) -> float:
+def recall_at_k(ranked: Sequence[int] | np.ndarray, relevant: Collection[int], k: int = K) -> float:
     """Recall@k: relevant items in the top-k divided by the number of relevant items."""
     return _recall(*_hits(ranked, relevant, k), k)
 
 
-def precision_at_k(ranked: Sequence[int] | np.ndarray, relevant: Collection[int], k: int = 10) -> float:
+def precision_at_k(ranked: Sequence[int] | np.ndarray, relevant: Collection[int], k: int = K) -> float:
     """Precision@k: relevant items in the top-k divided by k."""
     return _precision(*_hits(ranked, relevant, k), k)
 
 
-def map_at_k(ranked: Sequence[int] | np.ndarray, relevant: Collection[int], k: int = 10) -> float:
+def map_at_k(ranked: Sequence[int] | np.ndarray, relevant: Collection[int], k: int = K) -> float:
     """MAP@k: sum of precision@i over hit positions i, divided by min(|relevant|, k)."""
     return _map(*_hits(ranked, relevant, k), k)
 
 
-def mrr_at_k(ranked: Sequence[int] | np.ndarray, relevant: Collection[int], k: int = 10) -> float:
+def mrr_at_k(ranked: Sequence[int] | np.ndarray, relevant: Collection[int], k: int = K) -> float:
     """MRR@k: reciprocal rank of the first relevant item in the top-k, 0 if there is none."""
     return _mrr(*_hits(ranked, relevant, k), k)
 
 
-def hit_rate_at_k(ranked: Sequence[int] | np.ndarray, relevant: Collection[int], k: int = 10) -> float:
+def hit_rate_at_k(ranked: Sequence[int] | np.ndarray, relevant: Collection[int], k: int = K) -> float:
     """HitRate@k: 1 if any relevant item appears in the top-k, else 0."""
     return _hit_rate(*_hits(ranked, relevant, k), k)
 
@@ -132,7 +134,7 @@ _FROM_HITS: dict[str, Callable[[np.ndarray, int, int], float]] = {
 def per_user_metrics(
     recs: Mapping[Key, Sequence[int]],
     truth: Mapping[Key, Collection[int]],
-    k: int = 10,
+    k: int = K,
 ) -> pd.DataFrame:
     """Compute every metric in METRICS for each key of ``truth``.
 
@@ -159,7 +161,7 @@ def _top_k_lists(recs_lists: Iterable[Sequence[int]], k: int) -> list[list[int]]
     return [_as_list(r)[:k] for r in recs_lists]
 
 
-def catalog_coverage(recs_lists: Iterable[Sequence[int]], n_catalog_items: int, k: int = 10) -> float:
+def catalog_coverage(recs_lists: Iterable[Sequence[int]], n_catalog_items: int, k: int = K) -> float:
     """Share of the catalog that appears in at least one user's top-k list."""
     if n_catalog_items < 1:
         raise ValueError(f"n_catalog_items must be >= 1, got {n_catalog_items}")
@@ -189,7 +191,7 @@ def novelty(
     recs_lists: Iterable[Sequence[int]],
     item_popularity: Mapping[int, float] | pd.Series,
     n_users: int,
-    k: int = 10,
+    k: int = K,
 ) -> float:
     """Mean self-information -log2(pop(i) / n_users) of recommended top-k items.
 
@@ -207,7 +209,7 @@ def novelty(
 def average_recommendation_popularity(
     recs_lists: Iterable[Sequence[int]],
     item_popularity: Mapping[int, float] | pd.Series,
-    k: int = 10,
+    k: int = K,
 ) -> float:
     """ARP: mean popularity count of recommended top-k items (unknown items count 0).
 

@@ -30,6 +30,7 @@ from recsys.candidates.base import top_k
 from recsys.features.builder import CandidateBatch, FeatureBuilder, Stage1
 from recsys.profiles import ProfileBlock
 from recsys.ranking.ranker import compile_trees, predict
+from recsys.schema import K
 
 SCHEMA_VERSION = 1
 
@@ -150,7 +151,7 @@ class Recommender:
             raise BundleError(f"compiled trees differ from LightGBM by {gap:.3g} (> {tolerance:g})")
         self._predict, self.engine = compiled, "lleaves"
 
-    def rank_batch(self, user_ids: np.ndarray | list[int], n: int = 10,
+    def rank_batch(self, user_ids: np.ndarray | list[int], n: int = K,
                    profiles: ProfileBlock | pd.DataFrame | None = None, exclude: list[list[int]] | None = None
                    ) -> tuple[list[list[Recommendation]], np.ndarray]:
         """(top-``n`` per user, how many candidates the ranker scored for each user)."""
@@ -162,19 +163,19 @@ class Recommender:
                  for i, cols in enumerate(top_k(dense, n))]
         return lists, np.bincount(batch.pair_user, minlength=len(batch.user_ids))
 
-    def recommend_batch(self, user_ids: np.ndarray | list[int], n: int = 10,
+    def recommend_batch(self, user_ids: np.ndarray | list[int], n: int = K,
                         profiles: ProfileBlock | pd.DataFrame | None = None,
                         exclude: list[list[int]] | None = None) -> list[list[Recommendation]]:
         return self.rank_batch(user_ids, n, profiles, exclude)[0]
 
-    def rank(self, user_id: int, n: int = 10, exclude: list[int] | None = None,
+    def rank(self, user_id: int, n: int = K, exclude: list[int] | None = None,
              profile: dict[str, Any] | None = None) -> tuple[list[Recommendation], int]:
         """(top-``n`` items for one user, the number of candidates scored); see :meth:`recommend`."""
         prof = None if profile is None else ProfileBlock.from_records([profile])
         lists, counts = self.rank_batch([user_id], n, prof, None if exclude is None else [list(exclude)])
         return lists[0], int(counts[0])
 
-    def recommend(self, user_id: int, n: int = 10, exclude: list[int] | None = None,
+    def recommend(self, user_id: int, n: int = K, exclude: list[int] | None = None,
                   profile: dict[str, Any] | None = None, context: dict[str, Any] | None = None
                   ) -> list[Recommendation]:
         """Top-``n`` items for one user. Unknown users are ranked from ``profile`` (cold start).

@@ -36,6 +36,7 @@ from recsys.ranking.queries import (
 )
 from recsys.ranking.ranker import feature_importance, train_ranker
 from recsys.ranking.recommender import Recommender
+from recsys.schema import K
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ TUNING_GRID: dict[str, tuple[str, list[Any]]] = {
 }
 
 
-def generator_ndcg(gen: CandidateGenerator, window: LabelWindow, users: pd.DataFrame, k: int = 10) -> float:
+def generator_ndcg(gen: CandidateGenerator, window: LabelWindow, users: pd.DataFrame, k: int = K) -> float:
     """Mean NDCG@k of one fitted generator over the window's users."""
     truth = window.truth()
     ids = window.users

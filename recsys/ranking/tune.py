@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from pydantic import BaseModel
 
 from recsys.config import CandidateConfig, RankerConfig, TrainConfig
 from recsys.data import split
@@ -42,12 +43,23 @@ log_ = logging.getLogger(__name__)
 METRIC = "val_ndcg_at_10"
 
 
+class Trial(BaseModel):
+    """One trial of the study: its number, validation NDCG@10, parameters, trees and the label windows read."""
+
+    number: int
+    value: float
+    params: dict[str, Any]
+    best_iteration: int
+    seconds: float
+    label_window_starts: list[int]
+
+
 @dataclass
 class TuneResult:
     best_params: dict[str, Any]
     best_value: float
     config: TrainConfig
-    trials: list[dict[str, Any]] = field(default_factory=list)
+    trials: list[Trial] = field(default_factory=list)
     windows: list[str] = field(default_factory=list)
     """Names of the label windows the objective read (all end before the cut week)."""
 
@@ -152,7 +164,7 @@ def tune(ml: MovieLens, clock: ReplayClock, as_of_week: int, base: TrainConfig, 
 
         return cache.get((start, cfg.candidates.model_dump_json()), build)
 
-    records: list[dict[str, Any]] = []
+    records: list[Trial] = []
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     tracker: TuningLog = log or _NoLog()
@@ -177,9 +189,9 @@ def tune(ml: MovieLens, clock: ReplayClock, as_of_week: int, base: TrainConfig, 
                 metrics = {METRIC: value, "best_iteration": float(booster.num_trees()), "trial_seconds": seconds}
             finally:
                 tracker.trial_ended(trial.number, metrics)
-            records.append({"number": trial.number, "value": value, "params": params,
-                            "best_iteration": int(booster.num_trees()), "seconds": round(seconds, 2),
-                            "label_window_starts": starts})
+            records.append(Trial(number=trial.number, value=value, params=params,
+                                 best_iteration=int(booster.num_trees()), seconds=round(seconds, 2),
+                                 label_window_starts=starts))
             log_.info("trial %d: %s = %.4f (%s)", trial.number, METRIC, value, params)
             return value
 

@@ -21,6 +21,7 @@ from recsys.data.split import LabelWindow, temporal_window
 from recsys.ranking.recommender import BundleError, Recommender
 from recsys.registry.service import get_version
 from recsys.registry.tracking import client_for, scoped_tracking_uri, with_retries
+from recsys.schema import K
 
 EVALUATED_VERSION_TAG, ROLE_TAG = "evaluated_version", "role"
 LATENCY_USERS = 200
@@ -64,7 +65,7 @@ def bundle_path(model_dir: Path) -> Path:
         raise BundleError(f"{model_dir}: not a recsys pyfunc model (no 'bundle' artifact in its MLmodel)") from exc
 
 
-def schema_problems(rec: Recommender, known_users: np.ndarray, n: int = 10) -> list[str]:
+def schema_problems(rec: Recommender, known_users: np.ndarray, n: int = K) -> list[str]:
     """Smoke-test a bundle the way serving will use it; an empty list means it passed.
 
     Known and unknown users must each get ``n`` distinct catalog items with finite, descending scores, and the
@@ -99,7 +100,7 @@ class LatencyStats(BaseModel):
     mean_ms: float
 
 
-def recommend_latency(rec: Recommender, users: np.ndarray, n: int = 10) -> LatencyStats:
+def recommend_latency(rec: Recommender, users: np.ndarray, n: int = K) -> LatencyStats:
     """Wall time of single-user recommend() calls, one per user, after a short warm-up (milliseconds)."""
     for user in users[:5]:
         rec.recommend(int(user), n)

@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from recsys.schema import CHAMPION
+from recsys.schema import CHAMPION, K
 
 SHARE_TOLERANCE = 1e-9
 """How far the sum of the variants' shares may be from 1."""
@@ -214,7 +214,7 @@ class Router:
         return Route(served=served, assigned=assigned, shadow=shadow)
 
 
-def overlap_at_k(a: Sequence[int], b: Sequence[int], k: int = 10) -> float:
+def overlap_at_k(a: Sequence[int], b: Sequence[int], k: int = K) -> float:
     """``|top-k(a) ∩ top-k(b)| / k``: the share of the first ``k`` items two rankings agree on (order ignored).
 
     Lists shorter than ``k`` still divide by ``k``, so a short ranking cannot reach 1.

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from recsys.config import TrainConfig
+from recsys.ranking.tune import Trial
 from recsys.settings import Settings
 from recsys.stages.base import SILENT, Reporter, StageResult
 from recsys.stages.inputs import TrainingData, load_training_data
@@ -21,15 +22,6 @@ class TuneParams(BaseModel):
     out: Path | None = Field(None, description="a params .yaml (its candidates and ranker sections) or a JSON "
                                                "config file; default: the settings' params file")
     seed: int = Field(0, description="seed of the TPE sampler")
-
-
-class Trial(BaseModel):
-    number: int
-    value: float
-    params: dict[str, Any]
-    best_iteration: int
-    seconds: float
-    label_window_starts: list[int]
 
 
 class TuneResult(StageResult):
@@ -60,5 +52,5 @@ def tune(settings: Settings, params: TuneParams, *, reporter: Reporter = SILENT,
                           log=log, progress=track)
     path = write_config(study.config, params.out or settings.params_file)
     return TuneResult(as_of_week=params.as_of_week, best_value=study.best_value, best_params=study.best_params,
-                      trials=[Trial.model_validate(t) for t in study.trials], config=study.config, config_path=path,
+                      trials=study.trials, config=study.config, config_path=path,
                       parent_run_id=log.parent_run_id, windows=study.windows)
