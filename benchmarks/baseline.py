@@ -6,8 +6,9 @@ afterwards, also on Ctrl-C). Both trees' ``bentos/service.py`` serve the same bu
 version ``benchmarks.serving`` would serve) from the same virtual environment, ``PYTHONPATH`` at each tree, with
 the same workers, the same ``--bento-env`` and one compiled-tree cache; both read the same ``RECSYS_*`` variables
 (through ``recsys.settings`` or, in older commits, ``os.environ``). Both stay up for the whole run, each warmed up
-once. Then, for each of ``--rounds`` rounds, every wrk level and the paced point runs on ours, then on REF's (A, B,
-A, B, ...), with the same seeds, so drift on a noisy machine hits both alike. Each figure is the median over the
+once. Then, for each of ``--rounds`` rounds, every wrk level and the paced point runs on both, ours first in odd
+rounds and REF's first in even ones (A B, B A, ...), with the same seeds, so drift on a noisy machine and the order
+hit both alike. Each figure is the median over the
 rounds; the ratios are ours / REF's, beside the raw figures of every round in the JSON.
 """
 
@@ -125,13 +126,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             paced: dict[str, list[dict[str, Any]]] = {s: [] for s in SIDES}
             for r in range(args.rounds):
                 err.print(f"round {r + 1} of {args.rounds}")
+                order = SIDES if r % 2 == 0 else SIDES[::-1]  # A B, then B A: going first or second biases neither
                 for i, c in enumerate(plan.connections):
                     one = replace(plan, connections=[c])
-                    for side in SIDES:  # A, B: the same seeds for both
+                    for side in order:  # the same seeds for both
                         row = closed_levels(servers[side], bodies, "bento", mix, one, seed=plan.seed + 10 * i)[0]
                         row.pop("wrk_stdout", None)
                         levels[i][side].append(row | {"round": r + 1})
-                for side in SIDES:
+                for side in order:
                     point = paced_point(servers[side], "bento", mix, plan)
                     if point is not None:
                         paced[side].append(point | {"round": r + 1})
@@ -145,7 +147,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rounds": args.rounds, **plan.describe(), "bodies": args.bodies, "mix": DESCRIPTION,
         "bento_env": args.bento_env,
         "method": ("both Bentos up at once, each warmed up once; per round every wrk level and then the paced point "
-                   "run on ours, then on the baseline, with the same seeds; figures are medians over the rounds, "
+                   "run on both, ours first in odd rounds and the baseline first in even ones, with the same seeds; figures are medians over the rounds, "
                    "ratios ours / baseline; latencies of wrk levels from the open-loop probe, of the paced point "
                    "from its schedule; CPU = the server tree's user+system CPU over the level"),
         "levels": [{"connections": c, **compare(levels[i])} for i, c in enumerate(plan.connections)],
