@@ -147,9 +147,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rounds": args.rounds, **plan.describe(), "bodies": args.bodies, "mix": DESCRIPTION,
         "bento_env": args.bento_env,
         "method": ("both Bentos up at once, each warmed up once; per round every wrk level and then the paced point "
-                   "run on both, ours first in odd rounds and the baseline first in even ones, with the same seeds; figures are medians over the rounds, "
-                   "ratios ours / baseline; latencies of wrk levels from the open-loop probe, of the paced point "
-                   "from its schedule; CPU = the server tree's user+system CPU over the level"),
+                   "run on both, ours first in odd rounds and the baseline first in even ones, with the same seeds; "
+                   "figures are medians over the rounds, ratios ours / baseline; latencies of wrk levels from the "
+                   "open-loop probe, of the paced point from its schedule; CPU = the server tree's user+system CPU "
+                   "over the level"),
         "levels": [{"connections": c, **compare(levels[i])} for i, c in enumerate(plan.connections)],
         "paced": compare(paced) if paced["ours"] else None,
         "parity": {"requests": len(checks), "compared": len(pairs), "same_items": same_items,
