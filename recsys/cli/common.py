@@ -57,8 +57,10 @@ def user_errors() -> Iterator[None]:
             err.print_exception()  # --verbose: where a library ValueError came from
         fail(str(exc))
     except Exception as exc:
-        if type(exc).__module__.startswith("mlflow"):  # an MlflowException: the server's message is the news
-            fail(f"MLflow: {getattr(exc, 'message', exc)}")
+        # an MlflowException or a subclass (the registry's MlflowUnreachableError): the message is the news
+        if any(cls.__module__.startswith("mlflow") for cls in type(exc).__mro__):
+            message = " ".join(str(getattr(exc, "message", exc)).split())
+            fail(message if message.startswith("MLflow") else f"MLflow: {message}")
         raise
 
 

@@ -56,6 +56,8 @@ class VersionRow(BaseModel):
     run_id: str | None
     run_key: str | None
     created: datetime | None
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 

@@ -91,10 +91,10 @@ def is_connection_error(exc: BaseException) -> bool:
 
 def with_retries(fn: Callable[[], T], attempts: int = 3) -> T:
     """Call ``fn`` with up to ``attempts`` tries on connection errors (exponential backoff), reraising the last;
-    each retry is logged as a warning."""
+    each retry is logged (INFO: ``recsys -v`` shows it; the final failure is the caller's to report)."""
     retrying = Retrying(retry=retry_if_exception(is_connection_error), stop=stop_after_attempt(attempts),
                         wait=wait_exponential(multiplier=0.5, max=4), reraise=True,
-                        before_sleep=before_sleep_log(logger, logging.WARNING))
+                        before_sleep=before_sleep_log(logger, logging.INFO))
     return retrying(fn)
 
 

@@ -108,6 +108,20 @@ def test_missing_data_says_to_fetch(tmp_path: Path, args: list[str]) -> None:
     assert_one_line_error(invoke(args, tmp_path / "empty", tmp_path / "var"), "run `recsys data fetch`")
 
 
+@pytest.mark.parametrize("args", [["registry", "list"], ["registry", "promote", "--version", "1"],
+                                  ["registry", "rollback"]])
+def test_an_unreachable_mlflow_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    args: list[str]) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # the discard port: nothing listens
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    result = invoke(args, tmp_path, tmp_path / "var")
+    if args[1] == "rollback":  # the audit log (empty) answers first: nothing to roll back, MLflow never asked
+        assert_one_line_error(result, "no champion to roll back")
+    else:
+        assert_one_line_error(result, "MLflow", "127.0.0.1:9")
+
+
 def test_missing_config_file_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "nope.json"
     result = invoke(["train", "--as-of-week", "20", "--config", str(missing)], tmp_path)
