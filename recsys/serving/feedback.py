@@ -14,32 +14,22 @@ on first use.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, cast
+from datetime import datetime
+from typing import Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Index, Insert, String, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from recsys.db import SqlStore, UTCDateTime, utcnow
-from recsys.serving.schemas import NO_NUL, ItemId
+from recsys.serving.schemas import NO_NUL, EventTime, ItemId
 
 logger = logging.getLogger(__name__)
 
 FeedbackKind = Literal["click", "watch", "dismiss"]
-
-RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?", re.ASCII)
-"""What a ``ts`` string must look like (pydantic alone also reads ``"0"`` or ``"1700000000"`` as Unix times)."""
-EDGE_DAYS = ("0001-01-01", "9999-12-31")
-"""Dates a ``ts`` may not fall on: their UTC time can be outside the datetime range (years 1..9999)."""
-TS_SCHEMA = {"anyOf": [{"type": "string", "format": "date-time", "pattern": "^(?!0001-01-01|9999-12-31)"},
-                       {"type": "null"}]}
-"""The JSON schema of ``ts``: an RFC 3339 date-time (not on an edge day), or null."""
-
 
 class FeedbackEvent(BaseModel):
     """One user reaction to a recommended item, as the client sends it.
@@ -59,27 +49,10 @@ class FeedbackEvent(BaseModel):
     user_id: ItemId
     item_id: ItemId
     event: FeedbackKind
-    ts: Annotated[datetime, WithJsonSchema(TS_SCHEMA, mode="validation")] = Field(
-        default_factory=utcnow, strict=False,  # the validators below take the strings and objects accepted
-        description="when it happened (RFC 3339; UTC when it has no offset; default: now)")
+    ts: EventTime = Field(default_factory=utcnow, description="when it happened (RFC 3339; UTC when it has no "
+                                                              "offset; default: now)")
     variant: str | None = Field(None, min_length=1, max_length=64, pattern=NO_NUL,
                                 description="the A/B variant (registry alias) that served the item")
-
-    @field_validator("ts", mode="before")
-    @classmethod
-    def _ts_default(cls, value: Any) -> Any:
-        if value is None:
-            return utcnow()
-        if isinstance(value, datetime) or (isinstance(value, str) and RFC3339.fullmatch(value)):
-            return value
-        raise ValueError("ts must be an RFC 3339 date-time, e.g. 2024-05-01T12:00:00Z, or null")
-
-    @field_validator("ts")
-    @classmethod
-    def _ts_utc(cls, value: datetime) -> datetime:
-        if value.date().isoformat() in EDGE_DAYS:
-            raise ValueError("ts may not fall on 0001-01-01 or 9999-12-31 (its UTC time may not exist)")
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -88,7 +61,7 @@ class Base(DeclarativeBase):
 
 class FeedbackRow(Base):
     __tablename__ = "feedback_events"
-    __table_args__ = (Index("ix_feedback_events_user_ts", "user_id", "ts"),)
+    __table_args__ = (Index("ix_feedback_events_user_ts", "user_id", "ts"), Index("ix_feedback_events_ts", "ts"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     event_id: Mapped[str] = mapped_column(String(128), unique=True)
@@ -176,3 +149,13 @@ class FeedbackStore(SqlStore):
         """How many distinct events are stored."""
         with Session(self._ready()) as session:
             return int(session.scalar(select(func.count()).select_from(FeedbackRow)) or 0)
+
+    def between(self, start: datetime | None = None, end: datetime | None = None) -> list[FeedbackRecord]:
+        """The stored events with ``start <= ts < end`` (either bound may be None), in ``ts`` then id order."""
+        query = select(FeedbackRow).order_by(FeedbackRow.ts, FeedbackRow.id)
+        if start is not None:
+            query = query.where(FeedbackRow.ts >= start)
+        if end is not None:
+            query = query.where(FeedbackRow.ts < end)
+        with Session(self._ready()) as session:
+            return [FeedbackRecord.from_row(row) for row in session.scalars(query)]

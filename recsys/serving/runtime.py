@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -101,11 +102,13 @@ class ServingRuntime:
                                    model=ModelInfo(name=model.name, version=model.version, alias=model.alias,
                                                    variant=variant),
                                    fallback=fallback)
-        self._emit("predict", {"request_id": request_id, "variant": variant, "alias": model.alias,
+        ts = request.ts.timestamp() if request.ts is not None else time.time()
+        self._emit("predict", {"ts": ts, "request_id": request_id, "variant": variant, "alias": model.alias,
                                "version": model.version, "fallback": fallback, "n": request.n,
                                "candidates": answer.candidates,
                                "user_id": request.user_id, "items": [r.item_id for r in recs],
-                               "scores": [r.score for r in recs], "profile": profile, "model": model})
+                               "scores": [r.score for r in recs], "profile": profile, "context": request.context,
+                               "model": model})
         self._maybe_shadow(request, [r.item_id for r in recs], request_id)
         return response
 

@@ -10,10 +10,14 @@ bound is a JSON-schema keyword, so the served OpenAPI document states exactly wh
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
 from pydantic_core import PydanticCustomError
+
+from recsys.db import utcnow
 
 MAX_ID = 2**31 - 1
 """User and item ids are stored as 32-bit signed integers."""
@@ -42,6 +46,33 @@ JSON_INTEGER = BeforeValidator(_json_integer)
 UserId = Annotated[int, Field(ge=0, le=MAX_ID, strict=False,
                               description="a user id (unknown ids get the cold-start policy)"), JSON_INTEGER]
 ItemId = Annotated[int, Field(ge=0, le=MAX_ID, strict=False), JSON_INTEGER]
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?", re.ASCII)
+"""What a ``ts`` string must look like (pydantic alone also reads ``"0"`` or ``"1700000000"`` as Unix times)."""
+EDGE_DAYS = ("0001-01-01", "9999-12-31")
+"""Dates a ``ts`` may not fall on: their UTC time can be outside the datetime range (years 1..9999)."""
+TS_SCHEMA = {"anyOf": [{"type": "string", "format": "date-time", "pattern": "^(?!0001-01-01|9999-12-31)"},
+                       {"type": "null"}]}
+"""The JSON schema of ``ts``: an RFC 3339 date-time (not on an edge day), or null."""
+
+
+def _ts_before(value: Any) -> Any:
+    if value is None:
+        return utcnow()
+    if isinstance(value, datetime) or (isinstance(value, str) and RFC3339.fullmatch(value)):
+        return value
+    raise PydanticCustomError("datetime_type", "ts must be an RFC 3339 date-time, e.g. 2024-05-01T12:00:00Z, or null")
+
+
+def _ts_utc(value: datetime) -> datetime:
+    if value.date().isoformat() in EDGE_DAYS:
+        raise ValueError("ts may not fall on 0001-01-01 or 9999-12-31 (its UTC time may not exist)")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+EventTime = Annotated[datetime, Field(strict=False), BeforeValidator(_ts_before), AfterValidator(_ts_utc),
+                      WithJsonSchema(TS_SCHEMA, mode="validation")]
+"""When something happened: an RFC 3339 date-time (UTC when it has no offset) or null (the server's time now);
+never on 0001-01-01 or 9999-12-31. Replays send their simulated time, so every log is on the data's clock."""
 ContextKey = Annotated[str, StringConstraints(max_length=MAX_CONTEXT_KEY_CHARS)]
 ContextValue = Annotated[str, StringConstraints(max_length=MAX_CONTEXT_VALUE_CHARS)] | int | float | bool
 
@@ -71,6 +102,9 @@ class PredictRequest(BaseModel):
                     f"{MAX_CONTEXT_KEY_CHARS} characters, string values of at most {MAX_CONTEXT_VALUE_CHARS}; "
                     "accepted, logged, not yet a feature")
     exclude: list[ItemId] = Field(default_factory=list, max_length=MAX_EXCLUDE, description="items never to return")
+    ts: EventTime = Field(default_factory=utcnow, description="when the request is made (RFC 3339; default: now); "
+                                                              "a replay sends its simulated time, which the "
+                                                              "assignment and traffic logs record")
 
 
 class Item(BaseModel):

@@ -8,11 +8,14 @@ turns the entries into JSON rows and appends them with one write per file:
 - :class:`TrafficLog` (for drift monitoring) samples a share of the predict requests; the thread recomputes the
   feature rows of the served items with the model that served them (the same feature builder, so the rows match
   training's) and writes one row per served item to ``<folder>/traffic-YYYYMMDD.jsonl``.
-- :class:`AssignmentLog` (for A/B analysis) records every predict's ``(ts, request_id, user_id, variant, alias,
-  version, fallback)`` to ``<folder>/assignments-YYYYMMDD.jsonl``; feedback events carry the ``request_id``, so
-  the two join on it. It is not sampled: only a full queue drops entries, and every drop is counted.
+- :class:`AssignmentLog` (for A/B analysis and attribution) records every predict's ``(ts, request_id, user_id,
+  variant, alias, version, fallback, items)`` to ``<folder>/assignments-YYYYMMDD.jsonl``, ``items`` being the
+  served item ids in rank order (the impression); feedback events carry the ``request_id``, so the two join on it
+  (:mod:`recsys.experiments.attribution`). It is not sampled: only a full queue drops entries, and every drop is
+  counted.
 
-Days are UTC days of the request's timestamp.
+Timestamps are the request's ``ts`` (the server's time unless the client sent one: a replay sends its simulated
+time), and days are UTC days of it.
 """
 
 from __future__ import annotations
@@ -156,7 +159,7 @@ class TrafficLog(BackgroundLog):
         if event != "predict" or self.rate == 0 or self._random.random() >= self.rate:
             return
         self.sampled += 1
-        self._offer((time.time(), fields))
+        self._offer((fields.get("ts", time.time()), fields))
 
     def rows(self, entry: tuple[Any, ...]) -> list[dict[str, Any]]:
         """The feature rows of the served items of one request (what the background thread writes)."""
@@ -179,7 +182,7 @@ class TrafficLog(BackgroundLog):
             out.append({"ts": stamp, "request_id": fields["request_id"], "variant": fields["variant"],
                         "alias": model.alias, "version": model.version, "user_id": fields["user_id"],
                         "fallback": fields["fallback"], "item_id": int(item), "rank": rank, "score": float(score),
-                        "features": feats})
+                        "features": feats, "context": fields.get("context")})
         return out
 
 
@@ -194,10 +197,11 @@ class AssignmentLog(BackgroundLog):
 
     def __call__(self, event: str, fields: dict[str, Any]) -> None:
         if event == "predict":
-            self._offer((time.time(), fields["request_id"], fields["user_id"], fields["variant"], fields["alias"],
-                         fields["version"], fields["fallback"]))
+            self._offer((fields.get("ts", time.time()), fields["request_id"], fields["user_id"], fields["variant"],
+                         fields["alias"], fields["version"], fields["fallback"], fields["items"]))
 
     def rows(self, entry: tuple[Any, ...]) -> list[dict[str, Any]]:
-        ts, request_id, user_id, variant, alias, version, fallback = entry
+        ts, request_id, user_id, variant, alias, version, fallback, items = entry
         return [{"ts": datetime.fromtimestamp(ts, UTC).isoformat(), "request_id": request_id, "user_id": user_id,
-                 "variant": variant, "alias": alias, "version": version, "fallback": bool(fallback)}]
+                 "variant": variant, "alias": alias, "version": version, "fallback": bool(fallback),
+                 "items": [int(i) for i in items]}]

@@ -568,7 +568,21 @@ def test_assignment_log_has_one_line_per_predict(client: Any, known_users: list[
         assert line["user_id"] == answer["user_id"] and line["fallback"] == answer["fallback"]
         assert line["variant"] == answer["model"]["variant"] and line["alias"] == answer["model"]["alias"]
         assert line["version"] == answer["model"]["version"] and line["ts"].endswith("+00:00")
+        assert line["items"] == [item["item_id"] for item in answer["items"]]  # the impression, in rank order
     assert _service().assignments.dropped == 0
+
+
+def test_a_request_time_is_the_logged_time(client: Any, known_users: list[int], service_env: dict[str, str]) -> None:
+    """A replay sends its simulated time; the assignment log (and its day file) is on that clock."""
+    answer = client.post("/predict", json={"user_id": known_users[0], "n": 2, "ts": "1998-04-01T10:00:00+02:00",
+                                           "context": {"hour": 8, "weekday": 2}}).json()
+    assert _service().assignments.flush()
+    day = Path(service_env["RECSYS_VAR_DIR"]) / "serving" / "assignments" / "assignments-19980401.jsonl"
+    (line,) = [json.loads(raw) for raw in day.read_text().splitlines()
+               if json.loads(raw)["request_id"] == answer["request_id"]]
+    assert line["ts"] == "1998-04-01T08:00:00+00:00"
+    bad = client.post("/predict", json={"user_id": 1, "ts": "1700000000"})
+    assert bad.status_code == 400 and _error(bad).detail[0].loc[-1] == "ts"
 
 
 def test_traffic_log_writes_feature_rows(client: Any, known_users: list[int], service_env: dict[str, str],

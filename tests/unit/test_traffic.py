@@ -52,7 +52,7 @@ def test_assignment_log_writes_every_predict_in_order(tmp_path: Path) -> None:
     lines = _lines(tmp_path / "assignments", "assignments-*.jsonl")
     assert [line["request_id"] for line in lines] == [f"r{i}" for i in range(500)]
     assert lines[3] == {"ts": lines[3]["ts"], "request_id": "r3", "user_id": 3, "variant": "champion",
-                        "alias": "champion", "version": 3, "fallback": True}
+                        "alias": "champion", "version": 3, "fallback": True, "items": [1, 2]}
     assert datetime.fromisoformat(lines[0]["ts"]).tzinfo is not None
     assert log.written == 500 and log.dropped == 0 and log.failed == 0
 
