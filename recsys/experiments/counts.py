@@ -47,6 +47,7 @@ class VariantCounts(Model):
 
     def rate(self, metric: Metric) -> float | None:
         """``metric``'s rate, or None without impressions (never a division by zero, never NaN)."""
+        # None, not NaN: pydantic would write a NaN to JSON as null without a word
         return self.successes(metric) / self.impressions if self.impressions else None
 
     def require_impressions(self) -> None:
