@@ -9,6 +9,11 @@ and release (Python's ``hash()`` is salted per process and is not used); a new s
 The *shadow* alias is scored but never served, for a ``shadow_share`` of users picked by a second, independent
 hash (``f"{salt}:shadow:{user_id}"``); :func:`overlap_at_k` compares its ranking with the served one.
 
+With ``allocation: thompson`` the shares are not fixed: a bandit (:mod:`recsys.serving.bandit`) sets them from the
+click posteriors through :meth:`Router.update_shares`, each variant keeping at least ``floor``. A user's point ``u``
+never changes, so a user moves to another variant only when a cut moves past their point; until the first
+posteriors, the configured shares apply.
+
 The experiment comes from ``RECSYS_EXPERIMENT`` (inline JSON) or ``RECSYS_EXPERIMENT_FILE`` (a JSON or YAML
 file); without either it is :func:`default_experiment`: 100 % champion, no shadow.
 """
@@ -21,7 +26,7 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -54,6 +59,22 @@ def _check_alias(alias: str) -> str:
     return alias
 
 
+def check_shares(shares: Mapping[str, float]) -> dict[str, float]:
+    """``shares`` sorted by alias (the cut order) if every alias is valid, every share finite and >= 0, and they
+    sum to 1 within SHARE_TOLERANCE; ValueError otherwise."""
+    if not shares:
+        raise ValueError("at least one variant is needed")
+    for alias, share in shares.items():
+        _check_alias(alias)
+        if not math.isfinite(share) or share < 0:
+            raise ValueError(f"share of variant {alias!r} must be a finite number >= 0, got {share}")
+    total = math.fsum(shares.values())
+    if abs(total - 1.0) > SHARE_TOLERANCE:
+        listed = ", ".join(f"{a}={s}" for a, s in sorted(shares.items()))
+        raise ValueError(f"variant shares must sum to 1, got {total:.12g} ({listed})")
+    return dict(sorted(shares.items()))
+
+
 class Experiment(BaseModel):
     """Traffic shares per registry alias, plus an optional shadow alias scored for a share of users."""
 
@@ -65,21 +86,15 @@ class Experiment(BaseModel):
                                        description="registry alias -> traffic share; shares sum to 1")
     shadow: str | None = Field(None, description="an alias scored but never served")
     shadow_share: float = Field(0.0, ge=0.0, le=1.0, description="share of users whose request is shadow-scored")
+    allocation: Literal["hash", "thompson"] = Field(
+        "hash", description="hash: the configured shares, fixed; thompson: shares set by a bandit from the click "
+                            "posteriors (the configured shares until there are any)")
+    floor: float = Field(0.05, ge=0.0, le=1.0, description="thompson: the least share every variant keeps")
 
     @field_validator("variants")
     @classmethod
     def _check_variants(cls, variants: dict[str, float]) -> dict[str, float]:
-        if not variants:
-            raise ValueError("at least one variant is needed")
-        for alias, share in variants.items():
-            _check_alias(alias)
-            if not math.isfinite(share) or share < 0:
-                raise ValueError(f"share of variant {alias!r} must be a finite number >= 0, got {share}")
-        total = math.fsum(variants.values())
-        if abs(total - 1.0) > SHARE_TOLERANCE:
-            shares = ", ".join(f"{a}={s}" for a, s in sorted(variants.items()))
-            raise ValueError(f"variant shares must sum to 1, got {total:.12g} ({shares})")
-        return dict(sorted(variants.items()))
+        return check_shares(variants)
 
     @field_validator("shadow")
     @classmethod
@@ -92,6 +107,10 @@ class Experiment(BaseModel):
             raise ValueError(f"shadow alias {self.shadow!r} is also a served variant; a shadow is never served")
         if self.shadow is None and self.shadow_share > 0:
             raise ValueError(f"shadow_share is {self.shadow_share} but no shadow alias is set")
+        # only a bandit uses the floor: a hash experiment with many variants stays valid under the default
+        if self.allocation == "thompson" and self.floor > 1 / len(self.variants) + SHARE_TOLERANCE:
+            raise ValueError(f"floor {self.floor} is above 1/{len(self.variants)}: {len(self.variants)} variants "
+                             f"cannot all keep it")
         return self
 
     @classmethod
@@ -165,29 +184,64 @@ class Route:
         return self.served != self.assigned
 
 
-class Router:
-    """Assigns users to an experiment's variants; stateless, so one instance is safe to share between threads."""
+def _cut_list(shares: Mapping[str, float]) -> tuple[tuple[float, str], ...]:
+    """(cumulative share, alias) in alias order, zero shares left out."""
+    cuts: list[tuple[float, str]] = []
+    total = 0.0
+    for alias, share in sorted(shares.items()):
+        if share > 0:
+            total += share
+            cuts.append((total, alias))
+    return tuple(cuts)
 
-    def __init__(self, experiment: Experiment | None = None) -> None:
+
+class Router:
+    """Assigns users to an experiment's variants; safe to share between threads.
+
+    The only state is the cut list, an immutable tuple that :meth:`update_shares` replaces in one assignment and
+    that each request reads once, so a request sees either the old shares or the new ones, never a mix.
+    """
+
+    def __init__(self, experiment: Experiment | None = None, shares: Mapping[str, float] | None = None) -> None:
         self.experiment = experiment or default_experiment()
-        shares = self.experiment.variants  # sorted by alias
-        self._cuts: list[tuple[float, str]] = []
-        total = 0.0
-        for alias, share in shares.items():
-            if share > 0:
-                total += share
-                self._cuts.append((total, alias))
+        self._cuts = _cut_list(self.experiment.variants if shares is None else self._checked(shares))
 
     def __repr__(self) -> str:
         exp = self.experiment
         return f"Router({exp.name!r}, variants={exp.variants}, shadow={exp.shadow!r})"
 
+    def _checked(self, shares: Mapping[str, float]) -> dict[str, float]:
+        exp = self.experiment
+        if exp.allocation != "thompson":
+            raise ValueError(f"experiment {exp.name!r} allocates by hash: its shares are the configured ones")
+        if set(shares) != set(exp.variants):
+            raise ValueError(f"shares for {sorted(shares)}, but the experiment's variants are {sorted(exp.variants)}")
+        return check_shares(shares)
+
+    @property
+    def shares(self) -> dict[str, float]:
+        """The current share of every variant (the configured ones until :meth:`update_shares`)."""
+        cuts, previous, shares = self._cuts, 0.0, dict.fromkeys(self.experiment.variants, 0.0)
+        for cut, alias in cuts:
+            shares[alias], previous = cut - previous, cut
+        return shares
+
+    def with_shares(self, shares: Mapping[str, float]) -> Router:
+        """A new router of the same (thompson) experiment cutting users by ``shares``."""
+        return Router(self.experiment, shares)
+
+    def update_shares(self, shares: Mapping[str, float]) -> None:
+        """Cut users by ``shares`` from now on (thompson experiments only; ValueError for a hash one, whose shares
+        are fixed for its analysis to hold). A user moves only if a cut moved past their point."""
+        self._cuts = _cut_list(self._checked(shares))
+
     def assign(self, user_id: int, available: Collection[str] | None = None) -> str:
         """The user's variant. With ``available`` (the aliases that have a loaded model), a variant without one
         falls back to ``"champion"``; NoModelAvailableError if the champion has none either."""
         u = stable_unit(f"{self.experiment.salt}:{user_id}")
+        cuts = self._cuts  # read once: update_shares may replace it meanwhile
         # the shares sum to 1 only within SHARE_TOLERANCE: a u above the last cut goes to the last variant
-        alias = next((a for cut, a in self._cuts if u < cut), self._cuts[-1][1])
+        alias = next((a for cut, a in cuts if u < cut), cuts[-1][1])
         if available is None or alias in available:
             return alias
         if CHAMPION in available:

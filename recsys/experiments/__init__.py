@@ -1,0 +1,1 @@
+"""Online experiments: attribution of feedback to impressions, A/B statistics, and the replay traffic simulator."""
