@@ -61,7 +61,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _validate(model: type[BaseModel], data: dict[str, Any], path: Path, section: str | None = None) -> Any:
+def validate_section(model: type[BaseModel], data: dict[str, Any], path: Path, section: str | None = None) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -74,7 +74,7 @@ def _validate(model: type[BaseModel], data: dict[str, Any], path: Path, section:
 def train_config(path: Path, params: dict[str, Any] | None = None) -> TrainConfig:
     """The TrainConfig of the file's candidates, ranker and backtest sections."""
     params = load_params(path) if params is None else params
-    config: TrainConfig = _validate(TrainConfig, {k: params[k] for k in TRAIN_SECTIONS if k in params}, path)
+    config: TrainConfig = validate_section(TrainConfig, {k: params[k] for k in TRAIN_SECTIONS if k in params}, path)
     return config
 
 

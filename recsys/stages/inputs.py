@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from recsys.config import TrainConfig
 from recsys.params import ParamsError, load_params, train_config
@@ -126,3 +126,25 @@ def load_gate_config(settings: Settings, path: Path | None = None, **overrides: 
         return GateConfig.model_validate({**base, **{k: v for k, v in overrides.items() if v is not None}})
     except ValidationError as exc:
         raise StageError(f"gate config: {describe_validation(exc)}") from exc
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_section(settings: Settings, section: str, model: type[M], **overrides: Any) -> M:
+    """A params-file section as ``model`` (missing file or section: the defaults), then the non-None overrides;
+    StageError naming the file and field on a bad value."""
+    from recsys.params import validate_section
+
+    data: dict[str, Any] = {}
+    if settings.params_file.exists():
+        try:
+            data = dict(load_params(settings.params_file).get(section) or {})
+        except ParamsError as exc:
+            raise StageError(str(exc)) from exc
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        result: M = validate_section(model, data, settings.params_file, section)
+    except ParamsError as exc:
+        raise StageError(str(exc)) from exc
+    return result

@@ -1,0 +1,1 @@
+"""Watching served traffic: drift against the training reference (Evidently) and CTR degradation."""
