@@ -44,7 +44,7 @@ def ctr(
             table.add_row(ch.variant, str(ch.version), ch.status, _pct(ch.baseline_ctr), f"{ch.impressions:,}",
                           _pct(ch.ctr), _pct(ch.relative_drop), "-" if ch.p_value is None else f"{ch.p_value:.3g}")
         yield table
-        verdict = "[bold red]performance degraded[/]" if result.performance_degraded else "no degradation"
+        verdict = "PERFORMANCE DEGRADED" if result.performance_degraded else "no degradation"
         yield f"{verdict} (window {rep.start:%Y-%m-%d %H:%M} .. {rep.end:%Y-%m-%d %H:%M}); {result.latest_path}"
 
     emit(result, as_json, render)

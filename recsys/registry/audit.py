@@ -31,6 +31,7 @@ class AuditEvent(StrEnum):
     REJECTED = "rejected"
     PROMOTED = "promoted"
     ROLLED_BACK = "rolled_back"
+    AB_DECISION = "ab_decision"
 
 
 CHAMPION_EVENTS = (AuditEvent.PROMOTED, AuditEvent.ROLLED_BACK)
