@@ -39,7 +39,9 @@ from fastapi import FastAPI, Header
 from fastapi.responses import Response
 from prometheus_client import Counter, Gauge, Histogram
 
+from recsys.monitoring.signals import SignalGauges, set_ctr
 from recsys.schema import CHAMPION
+from recsys.serving.bandit import BanditRefresher, BanditStore
 from recsys.serving.feedback import FeedbackEvent, FeedbackStore
 from recsys.serving.http import (
     INVALID,
@@ -166,7 +168,13 @@ class RecommenderService:
         if self.traffic is not None:
             observers.append(self.traffic)
         experiment = Experiment.configured(cfg.experiment, cfg.experiment_file)
-        self.runtime = ServingRuntime(self.manager, Router(experiment), observers=observers)
+        router = Router(experiment)
+        self.runtime = ServingRuntime(self.manager, router, observers=observers)
+        self.bandit: BanditRefresher | None = None
+        if experiment.allocation == "thompson":  # shares from the stored posteriors, the same in every worker
+            self.bandit = BanditRefresher(BanditStore(cfg.bandit_db_url), router)
+            self.bandit.start(cfg.bandit_interval)
+        self.signals = SignalGauges({cfg.monitoring_dir / "ctr" / "latest.json": set_ctr})
         self._limiter: anyio.CapacityLimiter | None = None  # made on the event loop, at the first uncached predict
         self.feedback_store = FeedbackStore(cfg.feedback_db_url)
 
@@ -195,11 +203,14 @@ class RecommenderService:
         self._metrics_thread.start()
 
     def _metrics_loop(self) -> None:
-        while not self._stop.wait(5.0):
+        while True:
             try:
                 self.sync_metrics()
+                self.signals.sync()
             except Exception:
                 logger.warning("metrics sync failed", exc_info=True)
+            if self._stop.wait(5.0):
+                return
 
     def _observe(self, event: str, fields: dict[str, Any]) -> None:
         if event == "predict":
@@ -229,6 +240,9 @@ class RecommenderService:
     @bentoml.on_shutdown
     def shutdown(self) -> None:
         self._stop.set()
+        if self.bandit is not None:
+            self.bandit.stop()
+            self.bandit.store.close()
         self.runtime.close()  # waits for the shadow jobs, which may still emit events
         self.assignments.close()  # writes what is queued
         if self.traffic is not None:
@@ -289,6 +303,7 @@ class RecommenderService:
             "registry": self.manager.tracking_uri is not None,
             "models": {alias: model.info() for alias, model in self.manager.models.items()},
             "experiment": self.runtime.router.experiment.model_dump(mode="json"),
+            "shares": self.runtime.router.shares,
             "swaps": {"succeeded": stats.succeeded, "failed": stats.failed, "last_error": stats.last_error,
                       "compiled": stats.compiled, "compile_failed": stats.compile_failed,
                       "registry_errors": stats.registry_errors},

@@ -105,6 +105,11 @@ class Settings(BaseSettings):
         return self.var_dir / "serving"
 
     @property
+    def monitoring_dir(self) -> Path:
+        """Where the drift and CTR checks write their results (``drift/latest.json``, ``ctr/latest.json``)."""
+        return self.var_dir / "monitoring"
+
+    @property
     def outbox_path(self) -> Path:
         return self.var_dir / "notifications" / "outbox.jsonl"
 
@@ -145,6 +150,10 @@ class ServingSettings(Settings):
     assignment_dir: Path | None = None
     """Where every prediction's assignment goes (``assignments-YYYYMMDD.jsonl``: request id, user, variant,
     version); unset: ``<var_dir>/serving/assignments``."""
+    bandit_url: str | None = None
+    """SQLAlchemy URL of the bandit's posteriors (a ``thompson`` experiment); unset: the feedback store's."""
+    bandit_interval: float = Field(60.0, gt=0)
+    """Seconds between a worker's reads of the bandit posteriors (every worker computes the same shares)."""
     compile_trees: bool = True
     """After a model loads, compile its trees to machine code (lleaves) in the background and score with them
     once they match LightGBM (to 1e-9); false keeps LightGBM."""
@@ -167,7 +176,7 @@ class ServingSettings(Settings):
                                validation_alias=AliasChoices("BENTOML_HOME"))
     """BentoML's home (built Bentos, models); kept outside the repository."""
 
-    @field_validator("experiment", "feedback_url", mode="before")
+    @field_validator("experiment", "feedback_url", "bandit_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -180,6 +189,10 @@ class ServingSettings(Settings):
     @property
     def feedback_db_url(self) -> str:
         return self.feedback_url or f"sqlite:///{(self.serving_dir / 'feedback.db').as_posix()}"
+
+    @property
+    def bandit_db_url(self) -> str:
+        return self.bandit_url or self.feedback_db_url
 
     @property
     def traffic_path(self) -> Path:

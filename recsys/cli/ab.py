@@ -96,3 +96,19 @@ def decide(since: Since = None, until: Until = None, control: Control = CHAMPION
     cfg, params = _params(since, until, control, treatment, sequential, apply, by)
     result = run(lambda: ab_decide(cfg, params, reporter=REPORTER))
     emit(result, as_json, lambda: _render(result))
+
+
+@app.command("bandit-update")
+def bandit_update(since: Since = None, until: Until = None, as_json: JsonOption = False) -> None:
+    """Store each variant's attributed impressions and clicks as its Beta posterior (a thompson experiment); the
+    service's workers pick the new shares up within RECSYS_BANDIT_INTERVAL."""
+    from recsys.stages.ab import bandit_update as update_stage
+
+    cfg, params = _params(since, until, CHAMPION, CHALLENGER, None)
+    result = run(lambda: update_stage(cfg, params, reporter=REPORTER))
+
+    def render() -> Iterator[RenderableType]:
+        for variant, (n, clicked) in result.counts.items():
+            yield f"{variant}: {clicked:,} clicked of {n:,} impressions -> share {result.shares[variant]:.1%}"
+
+    emit(result, as_json, render)

@@ -38,9 +38,10 @@ class AbConfig(Model):
     alpha: float = Field(0.05, gt=0, lt=1, description="two-sided significance level of the comparisons")
     power: float = Field(0.8, gt=0, lt=1, description="the power the sample-size plan is sized for")
     mde_relative: float = Field(0.10, gt=0, description="smallest relative lift worth detecting (0.1 = +10 %)")
-    baseline_ctr: float = Field(0.05, gt=0, lt=1, description="the control's CTR the plan assumes")
+    baseline_ctr: float = Field(0.08, gt=0, lt=1, description="the control's CTR the plan assumes (the "
+                                "replay's list-level attributed CTR is about 8 %)")
     srm_alpha: float = Field(0.001, gt=0, lt=1, description="an SRM p-value below it blocks any decision")
-    sequential: bool = Field(False, description="decide on the always-valid mSPRT (peeking allowed) "
+    sequential: bool = Field(True, description="decide on the always-valid mSPRT (peeking allowed) "
                                                 "instead of the fixed-horizon z-test at the planned size")
     tau2: float | None = Field(None, gt=0, description="mSPRT mixing variance of the absolute difference; "
                                                        "None: (baseline_ctr * mde_relative) ** 2")

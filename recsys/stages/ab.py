@@ -196,3 +196,43 @@ def ab_decide(settings: ServingSettings, params: AbParams, *, reporter: Reporter
         promoted = release(settings, ReleaseParams(action="promote", version=version, by=actor,
                                                    reason=f"A/B {result.experiment}: {'; '.join(decision.reasons)}"))
     return result.model_copy(update={"audit": record, "promoted": promoted})
+
+
+class BanditUpdateResult(StageResult):
+    experiment: str
+    counts: dict[str, tuple[int, int]] = Field(description="per variant: (mature impressions, clicked ones)")
+    shares: dict[str, float] = Field(description="the Thompson shares every worker computes from these counts")
+    store: str
+
+
+def bandit_update(settings: ServingSettings, params: AbParams, *, reporter: Reporter = SILENT) -> BanditUpdateResult:
+    """Count every variant's mature impressions and clicked ones since the experiment's first impression and store
+    them as its posterior's totals (the one writer; the service's workers read them)."""
+    from recsys.experiments.attribution import attribute_logs
+    from recsys.serving.bandit import BanditStore, thompson_shares
+    from recsys.serving.feedback import FeedbackStore
+    from recsys.serving.router import Experiment, ExperimentError
+
+    try:
+        experiment = Experiment.configured(settings.experiment, settings.experiment_file)
+    except ExperimentError as exc:
+        raise StageError(str(exc)) from exc
+    if experiment.allocation != "thompson":
+        raise StageError(f"experiment {experiment.name!r} splits by hash (allocation: hash); the bandit needs "
+                         "allocation: thompson")
+    feedback = FeedbackStore(settings.feedback_db_url)
+    try:
+        attribution = attribute_logs(settings.assignment_path, feedback, timedelta(minutes=params.attribution_minutes),
+                                     _utc(params.since), _utc(params.until))
+    finally:
+        feedback.close()
+    rates = attribution.by_variant()
+    counts = {v: (rates[v].impressions, rates[v].clicked) if v in rates else (0, 0) for v in experiment.variants}
+    store = BanditStore(settings.bandit_db_url)
+    try:
+        store.write(experiment.name, counts)
+        shares = thompson_shares(store.read(experiment.name), experiment.floor)
+    finally:
+        store.close()
+    reporter.note(f"stored the posteriors of {experiment.name!r}: {counts}")
+    return BanditUpdateResult(experiment=experiment.name, counts=counts, shares=shares, store=repr(store))

@@ -59,7 +59,7 @@ def monitor_ctr(settings: ServingSettings, params: CtrParams, *, reporter: Repor
     finally:
         store.close()
     report = check_ctr(impressions, events, start, end, cfg)
-    latest = settings.var_dir / "monitoring" / "ctr" / "latest.json"
+    latest = settings.monitoring_dir / "ctr" / "latest.json"
     latest.parent.mkdir(parents=True, exist_ok=True)
     tmp = latest.with_suffix(".tmp")
     tmp.write_text(report.model_dump_json(indent=2))

@@ -135,3 +135,42 @@ def test_a_feedback_outage_loses_nothing_and_stores_nothing_twice(
     store = FeedbackStore(db)
     assert store.count() == result.feedback_sent  # nothing lost, nothing stored twice
     store.close()
+
+
+def _close(a: dict[str, float], b: dict[str, float]) -> bool:
+    return a.keys() == b.keys() and all(abs(a[k] - b[k]) < 1e-9 for k in a)
+
+
+@pytest.mark.timeout(180)
+def test_the_bandit_shares_follow_the_attributed_feedback(
+        small_model: SimpleNamespace, bento_server: BentoServerFactory, tmp_path: Path,
+        wait_until: Any) -> None:
+    """Simulated traffic -> ``bandit_update`` (counts from the logs into the store) -> every worker's shares."""
+    import httpx
+
+    from recsys.serving.bandit import BanditStore, thompson_shares
+    from recsys.settings import ServingSettings
+    from recsys.stages.ab import AbParams, bandit_update
+
+    experiment = {"name": "bandit", "salt": "s", "variants": {"champion": 0.5, "challenger": 0.5},
+                  "allocation": "thompson", "floor": 0.1}
+    env = {"RECSYS_FEEDBACK_URL": f"sqlite:///{(tmp_path / 'feedback.db').as_posix()}",
+           "RECSYS_VAR_DIR": str(tmp_path / "var"), "RECSYS_EXPERIMENT": json.dumps(experiment),
+           "RECSYS_BANDIT_INTERVAL": "0.3"}
+    with bento_server(**env) as server:
+        assert httpx.get(f"{server.base}/model").json()["shares"] == {"challenger": 0.5, "champion": 0.5}
+        sim = _run(small_model, server.base, max_requests=300)
+        settings = ServingSettings(**{  # type: ignore[arg-type]
+            "var_dir": tmp_path / "var", "feedback_url": env["RECSYS_FEEDBACK_URL"],
+            "experiment": env["RECSYS_EXPERIMENT"]})
+        result = bandit_update(settings, AbParams(until=sim.sim_end + timedelta(days=1)))
+        assert sum(n for n, _ in result.counts.values()) == sim.answered  # every impression, mature by then
+        assert sum(c for _, c in result.counts.values()) > 0
+        store = BanditStore(env["RECSYS_FEEDBACK_URL"])
+        expected = thompson_shares(store.read("bandit"), 0.1)
+        assert result.shares == expected and min(expected.values()) >= 0.1
+        wait_until(lambda: _close(httpx.get(f"{server.base}/model").json()["shares"], expected))
+        # a winner by far takes all but the floor, in every worker
+        store.write("bandit", {"champion": (5000, 50), "challenger": (5000, 900)})
+        wait_until(lambda: httpx.get(f"{server.base}/model").json()["shares"]["challenger"] >= 0.89)
+        store.close()

@@ -34,6 +34,8 @@ LOOKS = 14
 ALPHA = 0.05
 BASE = 0.05
 MDE = 0.10
+FIXED = AbConfig(sequential=False, baseline_ctr=BASE)
+"""The fixed-horizon analysis at the tests' baseline (the repository's params decide sequentially)."""
 TAU2 = (BASE * MDE) ** 2
 HALF = {"champion": 0.5, "challenger": 0.5}
 
@@ -172,7 +174,7 @@ BIG_LIFT = 0.08  # a 60 % lift: significant for either test well below the plan
 ])
 def test_decision_table(sequential: bool, n: int, treatment_rate: float, expected: str, reason: str) -> None:
     c, t = counts("champion", n, round(n * BASE)), counts("challenger", n, round(n * treatment_rate))
-    out = analyse([c, t], HALF, AbConfig(sequential=sequential, guardrail=False))
+    out = analyse([c, t], HALF, AbConfig(sequential=sequential, guardrail=False, baseline_ctr=BASE))
     assert out.decision.decision == expected, out.decision
     assert out.decision.mode == ("sequential" if sequential else "fixed")
     assert any(reason in r for r in out.decision.reasons), out.decision.reasons
@@ -182,7 +184,7 @@ def test_decision_table(sequential: bool, n: int, treatment_rate: float, expecte
 def test_a_failed_srm_blocks_any_decision(sequential: bool) -> None:
     n = 2 * PLAN_N
     c, t = counts("champion", n, round(n * BASE)), counts("challenger", int(n * 1.1), round(n * 1.1 * BIG_LIFT))
-    out = analyse([c, t], HALF, AbConfig(sequential=sequential))
+    out = analyse([c, t], HALF, AbConfig(sequential=sequential, baseline_ctr=BASE))
     assert out.ctr is not None and out.ctr.significant  # the lift is there, and still nothing is decided
     assert out.srm is not None and not out.srm.ok
     assert out.decision.decision == "inconclusive"
@@ -196,8 +198,8 @@ def test_decide_directly_on_its_parts() -> None:
     bad = SrmCheck(observed={"champion": 1, "challenger": 2}, expected={"champion": 1.5, "challenger": 1.5},
                    statistic=None, p_value=0.0, alpha=0.001, ok=False)
     good = srm_check({"champion": PLAN_N, "challenger": PLAN_N}, HALF)
-    assert decide(bad, plan, primary, AbConfig()).decision == "inconclusive"
-    assert decide(good, plan, primary, AbConfig()).decision == "promote"
+    assert decide(bad, plan, primary, FIXED).decision == "inconclusive"
+    assert decide(good, plan, primary, FIXED).decision == "promote"
     assert isinstance(plan, SampleSizePlan)
     with pytest.raises(ValueError, match="sequential mode needs"):
         decide(good, plan, primary, AbConfig(sequential=True))
@@ -208,9 +210,9 @@ def test_the_guardrail_turns_a_promote_into_a_keep() -> None:
     c = counts("champion", n, round(n * BASE), conversions=round(n * 0.02))
     # clickbait: more clicks, fewer watches
     t = counts("challenger", n, round(n * BASE * 1.2), conversions=round(n * 0.015))
-    guarded = analyse([c, t], HALF, AbConfig())
+    guarded = analyse([c, t], HALF, FIXED)
     assert guarded.decision.decision == "keep" and "guardrail conversion" in guarded.decision.reasons[-1]
-    assert analyse([c, t], HALF, AbConfig(guardrail=False)).decision.decision == "promote"
+    assert analyse([c, t], HALF, FIXED.model_copy(update={'guardrail': False})).decision.decision == "promote"
 
 
 # -- the sequential test across looks ----------------------------------------------------------------------------
@@ -225,7 +227,7 @@ def test_msprt_p_value_is_a_running_minimum_and_daily_reports_carry_it() -> None
     first = next(s.looks for s in series if s.significant)
     assert all(s.first_significant_look == (first if s.looks >= first else None) for s in series)
     # a daily job reading back yesterday's report JSON gets the same p-values
-    config, previous = AbConfig(sequential=True, tau2=TAU2), None
+    config, previous = AbConfig(sequential=True, tau2=TAU2, baseline_ctr=BASE), None
     for c, t in looks:
         previous = analyse([c, t], HALF, config, previous=previous)
         previous = ABReport.model_validate_json(previous.to_json())
@@ -282,7 +284,7 @@ def test_counts_and_config_are_validated() -> None:
     with pytest.raises(ValueError, match="greater than or equal to 0"):
         counts("champion", -1, 0)
     config = AbConfig.model_validate({"alpha": 0.01, "sequential": True, "tau2": 1e-5, "min_impressions": 0})
-    assert config.mixing_variance() == 1e-5 and AbConfig().mixing_variance() == pytest.approx(TAU2)
+    assert config.mixing_variance() == 1e-5 and FIXED.mixing_variance() == pytest.approx(TAU2)
     with pytest.raises(ValueError, match="Extra inputs"):
         AbConfig.model_validate({"alpah": 0.01})
     with pytest.raises(ValueError, match="counted twice"):

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from recsys.config import TrainConfig
+from recsys.experiments.ab import AbConfig
+from recsys.monitoring.ctr import CtrConfig
 from recsys.params import ParamsError, load_params, train_config, update_params
 from recsys.ranking.tune import write_config
 from recsys.registry.gate import GateConfig
@@ -18,7 +20,9 @@ def test_the_repository_params_match_the_code_defaults() -> None:
     params = load_params(REPO_PARAMS)
     assert train_config(REPO_PARAMS) == TrainConfig()
     assert GateConfig.model_validate(params["gate"]) == GateConfig()
-    assert set(params) == {"train", "candidates", "ranker", "backtest", "evaluate", "gate"}
+    assert CtrConfig.model_validate(params["ctr"]) == CtrConfig()
+    assert AbConfig.model_validate(params["ab"]) == AbConfig()
+    assert set(params) == {"train", "candidates", "ranker", "backtest", "evaluate", "gate", "ctr", "ab"}
 
 
 @pytest.mark.parametrize(("text", "needles"), [
