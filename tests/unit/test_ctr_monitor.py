@@ -46,8 +46,8 @@ def test_a_steady_ctr_is_ok_and_a_halved_one_is_degraded() -> None:
 
 def test_too_few_impressions_or_no_baseline_give_no_verdict() -> None:
     imps, ev = _traffic([(500, 0.1), (100, 0.0)])
-    (check,) = check_ctr(imps, ev, *_window(imps, 100), CFG).versions
-    assert check.status == "insufficient_data" and not check_ctr(imps, ev, *_window(imps, 100), CFG).performance_degraded
+    report = check_ctr(imps, ev, *_window(imps, 100), CFG)
+    assert report.versions[0].status == "insufficient_data" and not report.performance_degraded
     young, ev = _traffic([(200, 0.1)])
     assert check_ctr(young, ev, *_window(young, 100), CFG).versions[0].status == "insufficient_data"
 
