@@ -46,12 +46,13 @@ def _render(result: AbResult) -> Iterator[RenderableType]:
     from rich.table import Table
 
     rep = result.report
-    table = Table("variant", "versions", "impressions", "clicked", "converted", "CTR", "conversion")
+    table = Table("variant", "versions", "impressions", "CTR / impression", "trials", "clicked",
+                  "converted", "CTR", "conversion")
     for v in rep.variants:
-        rates = rep.rates[v.variant]
+        rates, imp = rep.rates[v.variant], result.impressions.get(v.variant)
         table.add_row(v.variant, ",".join(str(x) for x in result.versions.get(v.variant, [])) or "-",
-                      f"{v.impressions:,}", f"{v.clicks:,}", f"{v.conversions:,}", _pct(rates["ctr"]),
-                      _pct(rates["conversion"]))
+                      f"{imp.impressions if imp else 0:,}", _pct(imp.ctr if imp else None), f"{v.impressions:,}",
+                      f"{v.clicks:,}", f"{v.conversions:,}", _pct(rates["ctr"]), _pct(rates["conversion"]))
     yield table
     if rep.ctr is not None and rep.ctr.relative_lift is not None and rep.ctr.relative_lift_ci is not None:
         lo, hi = rep.ctr.relative_lift_ci

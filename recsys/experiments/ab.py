@@ -47,6 +47,10 @@ class AbConfig(Model):
                                                        "None: (baseline_ctr * mde_relative) ** 2")
     min_impressions: int = Field(1000, ge=0, description="per variant, before any decision in either mode")
     metric: Metric = Field("ctr", description="the metric the decision is made on")
+    unit: Literal["clustered", "impression"] = Field(
+        "clustered", description="clustered: impressions count as the independent trials they are worth (divided "
+                                 "by the design effect of their users, who are what the router randomises); "
+                                 "impression: every impression independent (overconfident when users come back)")
     guardrail: bool = Field(True, description="a significant drop of the other metric turns promote into keep")
 
     def mixing_variance(self) -> float:
@@ -240,11 +244,13 @@ def decide(srm: SrmCheck, plan: SampleSizePlan, primary: Comparison, config: AbC
 
 
 def analyse(counts: Sequence[VariantCounts], expected_shares: Mapping[str, float], config: AbConfig | None = None,
-            control: str = CHAMPION, treatment: str = CHALLENGER, previous: ABReport | None = None) -> ABReport:
+            control: str = CHAMPION, treatment: str = CHALLENGER, previous: ABReport | None = None,
+            assigned: Mapping[str, int] | None = None) -> ABReport:
     """The whole analysis of one experiment from its cumulative counts: SRM over every variant, the plan, both
     metrics compared, the mSPRT (carried on from ``previous``, the last report) and the decision.
 
-    A variant without impressions gives an inconclusive decision saying so, not an error.
+    A variant without impressions gives an inconclusive decision saying so, not an error. ``assigned`` are the
+    randomised units per variant for the SRM check (default: the counts' impressions).
     """
     config = config or AbConfig()
     by_name = {c.variant: c for c in counts}
@@ -259,7 +265,7 @@ def analyse(counts: Sequence[VariantCounts], expected_shares: Mapping[str, float
     # the configured baseline, not the observed control rate: a plan that moved with the data would be peeking too
     ratio = expected_shares.get(treatment, 0) / expected_shares[control] if expected_shares.get(control) else 1.0
     plan = sample_size(config.baseline_ctr, config.mde_relative, config.alpha, config.power, ratio or 1.0)
-    impressions = {name: v.impressions for name, v in by_name.items()}
+    impressions = dict(assigned) if assigned is not None else {name: v.impressions for name, v in by_name.items()}
     srm = srm_check(impressions, expected_shares, config.srm_alpha) if sum(impressions.values()) else None
     rates = {name: {m: v.rate(m) for m in ("ctr", "conversion")} for name, v in sorted(by_name.items())}
     base = {"control": control, "treatment": treatment, "variants": sorted(counts, key=lambda v: v.variant),

@@ -91,6 +91,10 @@ class VariantRates(BaseModel):
     converted: int = Field(description="impressions with at least one attributed watch")
     clicks: int = Field(description="attributed clicks (one per request and item)")
     dismissed: int = Field(0, description="impressions with at least one attributed dismiss")
+    users: int = Field(0, description="distinct users with an impression (the unit the router randomises)")
+    design_effect: float = Field(1.0, description="variance of the CTR and conversion over clustered impressions "
+                                                  "(a user's impressions move together) / the independent "
+                                                  "impressions' variance; at least 1 (the larger of the two)")
     ctr: float | None = Field(description="clicked / impressions; null without impressions")
     conversion: float | None = Field(description="converted / impressions")
     shown_at: list[int] = Field(description="per position p = 1..: impressions that showed at least p items")
@@ -113,14 +117,12 @@ class Attribution(BaseModel):
     events: int = Field(description="feedback events looked at (stored in the period, plus the window after it)")
     attributed: int
     unattributed: dict[str, int] = Field(description="events counted apart, by reason")
-    rates: list[VariantRates]
+    rates: list[VariantRates] = Field(description="per (variant, model version)")
+    variants: list[VariantRates] = Field(description="per variant, over all its versions (version null)")
 
     def by_variant(self) -> dict[str, VariantRates]:
-        """One row per variant, summed over its versions (what the A/B analysis compares)."""
-        out: dict[str, _Tally] = {}
-        for row in self.rates:
-            out.setdefault(row.variant, _Tally()).add_rates(row)
-        return {v: t.rates(v, None) for v, t in sorted(out.items())}
+        """One row per variant over all its versions (what the A/B analysis compares)."""
+        return {row.variant: row for row in self.variants}
 
 
 @dataclass
@@ -132,6 +134,8 @@ class _Tally:
     clicks: int = 0
     shown_at: list[int] = field(default_factory=list)
     clicks_at: list[int] = field(default_factory=list)
+    per_user: dict[int, list[int]] = field(default_factory=dict)
+    """user -> [impressions, clicked, converted]"""
 
     def _grow(self, n: int) -> None:
         while len(self.shown_at) < n:
@@ -146,29 +150,48 @@ class _Tally:
         positions = [pos for pos, item in enumerate(imp.items) if "click" in kinds.get(item, ())]
         for pos in positions:
             self.clicks_at[pos] += 1
+        converted = any("watch" in k for k in kinds.values())
         self.clicks += len(positions)
         self.clicked += bool(positions)
-        self.converted += any("watch" in k for k in kinds.values())
+        self.converted += converted
         self.dismissed += any("dismiss" in k for k in kinds.values())
-
-    def add_rates(self, row: VariantRates) -> None:
-        self.impressions += row.impressions
-        self.clicked += row.clicked
-        self.converted += row.converted
-        self.dismissed += row.dismissed
-        self.clicks += row.clicks
-        self._grow(len(row.shown_at))
-        for pos, (shown, clicks) in enumerate(zip(row.shown_at, row.clicks_at, strict=True)):
-            self.shown_at[pos] += shown
-            self.clicks_at[pos] += clicks
+        mine = self.per_user.setdefault(imp.user_id, [0, 0, 0])
+        mine[0] += 1
+        mine[1] += bool(positions)
+        mine[2] += converted
 
     def rates(self, variant: str, version: int | None) -> VariantRates:
         n = self.impressions
         return VariantRates(
             variant=variant, version=version, impressions=n, clicked=self.clicked, converted=self.converted,
-            clicks=self.clicks, dismissed=self.dismissed,
+            clicks=self.clicks, dismissed=self.dismissed, users=len(self.per_user),
+            design_effect=max(design_effect(self.per_user, 1), design_effect(self.per_user, 2)),
             ctr=self.clicked / n if n else None, conversion=self.converted / n if n else None,
             shown_at=list(self.shown_at), clicks_at=list(self.clicks_at))
+
+
+def design_effect(per_user: dict[int, list[int]], column: int) -> float:
+    """Kish's design effect of a ratio metric (successes / impressions) over users, by the delta method.
+
+    A user's impressions are not independent trials (the same person, the same taste, often the same list), so
+    the binomial variance ``r (1 - r) / n`` understates the rate's variance. The delta method gives the variance of
+    ``r = sum(s_u) / sum(n_u)`` over independent users: ``(var(s) - 2 r cov(s, n) + r^2 var(n)) / (U mean(n)^2)``
+    (Deng et al., "Applying the delta method in metric analytics", KDD 2018). Their ratio is the factor by which
+    the impressions count as fewer independent trials; it is floored at 1 (never more confident than binomial).
+    """
+    import numpy as np
+
+    if len(per_user) < 2:
+        return 1.0
+    counts = np.array(list(per_user.values()), dtype=float)
+    n, succ = counts[:, 0], counts[:, column]
+    total, users = n.sum(), len(n)
+    r = succ.sum() / total
+    if r <= 0 or r >= 1:
+        return 1.0
+    cov = np.cov(succ, n, ddof=1)
+    delta = (cov[0, 0] - 2 * r * cov[0, 1] + r * r * cov[1, 1]) / (users * n.mean() ** 2)
+    return float(max(1.0, delta / (r * (1 - r) / total)))
 
 
 def attribute(impressions: Iterable[Impression], events: Iterable[FeedbackRecord], window: timedelta,
@@ -201,11 +224,15 @@ def attribute(impressions: Iterable[Impression], events: Iterable[FeedbackRecord
             seen.add(ev.event)
             attributed += 1
     tallies: dict[tuple[str, int | None], _Tally] = {}
+    per_variant: dict[str, _Tally] = {}
     for imp in counted:
-        tallies.setdefault((imp.variant, imp.version), _Tally()).add_impression(imp, kinds.get(imp.request_id, {}))
+        got = kinds.get(imp.request_id, {})
+        tallies.setdefault((imp.variant, imp.version), _Tally()).add_impression(imp, got)
+        per_variant.setdefault(imp.variant, _Tally()).add_impression(imp, got)
     rates = [t.rates(v, ver) for (v, ver), t in sorted(tallies.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0))]
     return Attribution(start=start, end=end, window_seconds=window.total_seconds(), impressions=len(counted),
-                       events=n_events, attributed=attributed, unattributed=unattributed, rates=rates)
+                       events=n_events, attributed=attributed, unattributed=unattributed, rates=rates,
+                       variants=[t.rates(v, None) for v, t in sorted(per_variant.items())])
 
 
 def _reason(ev: FeedbackRecord, imp: Impression | None, window: timedelta) -> str | None:

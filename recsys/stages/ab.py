@@ -20,7 +20,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from recsys.experiments.ab import AbConfig, ABReport
+from recsys.experiments.ab import AbConfig, ABReport, VariantCounts
+from recsys.experiments.attribution import VariantRates
 from recsys.registry.audit import AuditRecord
 from recsys.schema import CHALLENGER, CHAMPION
 from recsys.settings import ServingSettings
@@ -46,6 +47,8 @@ class AbResult(StageResult):
     start: datetime
     end: datetime
     versions: dict[str, list[int | None]] = Field(description="the model versions each variant served")
+    impressions: dict[str, VariantRates] = Field(description="impression-level attribution per variant (CTR per "
+                                                             "impression and per position), whatever the unit")
     unattributed: dict[str, int]
     report: ABReport
     decision: str
@@ -65,7 +68,7 @@ def _utc(value: datetime | None) -> datetime | None:
 
 def ab_report(settings: ServingSettings, params: AbParams, *, reporter: Reporter = SILENT) -> AbResult:
     """Count, analyse, render and log the configured experiment over the window."""
-    from recsys.experiments.ab import VariantCounts, analyse
+    from recsys.experiments.ab import analyse
     from recsys.experiments.attribution import attribute, read_impressions
     from recsys.experiments.report import daily_rates, plot_daily, render_html
     from recsys.serving.feedback import FeedbackStore
@@ -99,19 +102,24 @@ def ab_report(settings: ServingSettings, params: AbParams, *, reporter: Reporter
     versions: dict[str, list[int | None]] = {}
     for row in attribution.rates:
         versions.setdefault(row.variant, []).append(row.version)
-    counts = [VariantCounts(variant=v, impressions=per_variant[v].impressions if v in per_variant else 0,
-                            clicks=per_variant[v].clicked if v in per_variant else 0,
-                            conversions=per_variant[v].converted if v in per_variant else 0)
-              for v in experiment.variants]
+    counts = [_counts(v, per_variant.get(v), params.config.unit) for v in experiment.variants]
+    assigned = {v: per_variant[v].users if v in per_variant else 0 for v in experiment.variants}
     root = settings.reports_dir / "ab" / experiment.name
     latest = root / "latest.json"
     previous = None
     if params.config.sequential and latest.exists():
-        prior = ABReport.model_validate_json(latest.read_text())
-        if (prior.control, prior.treatment) == (params.control, params.treatment):
+        try:
+            prior = ABReport.model_validate_json(latest.read_text())
+        except ValueError:
+            prior = None
+        if prior is not None and (prior.control, prior.treatment, prior.config) == (
+                params.control, params.treatment, params.config):
             previous = prior
+        else:  # other variants or another config: the earlier looks do not belong to this test
+            reporter.note(f"{latest}: an earlier look with another configuration; the sequential test starts over")
     try:
-        report = analyse(counts, experiment.variants, params.config, params.control, params.treatment, previous)
+        report = analyse(counts, experiment.variants, params.config, params.control, params.treatment, previous,
+                         assigned=assigned)
     except ValueError as exc:
         raise StageError(str(exc)) from exc
     out = root / f"{end:%Y%m%dT%H%M%S}"
@@ -125,9 +133,19 @@ def ab_report(settings: ServingSettings, params: AbParams, *, reporter: Reporter
     tmp.write_text(report.model_dump_json(indent=2))
     tmp.replace(latest)
     run_id = _log_to_mlflow(settings, experiment.name, report, versions, out, reporter)
-    return AbResult(experiment=experiment.name, start=start, end=end, versions=versions,
+    return AbResult(experiment=experiment.name, start=start, end=end, versions=versions, impressions=per_variant,
                     unattributed=attribution.unattributed, report=report, decision=report.decision.decision,
                     report_dir=out, html=html, plot=plot, mlflow_run_id=run_id)
+
+
+def _counts(variant: str, rates: VariantRates | None, unit: str) -> VariantCounts:
+    """The A/B trials of one variant: its impressions, as many independent ones as they are worth (``clustered``:
+    divided by the design effect of the user clusters) or taken as independent (``impression``)."""
+    if rates is None:
+        return VariantCounts(variant=variant, impressions=0)
+    deff = rates.design_effect if unit == "clustered" else 1.0
+    return VariantCounts(variant=variant, impressions=round(rates.impressions / deff),
+                         clicks=round(rates.clicked / deff), conversions=round(rates.converted / deff))
 
 
 def _log_to_mlflow(settings: ServingSettings, experiment: str, report: ABReport,

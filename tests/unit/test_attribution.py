@@ -6,6 +6,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from recsys.experiments.attribution import Impression, attribute, attribute_logs, read_impressions
 from recsys.serving.feedback import FeedbackEvent, FeedbackRecord, FeedbackStore
 
@@ -80,3 +83,43 @@ def test_reads_the_service_logs_and_the_store(tmp_path: Path) -> None:
     result = attribute_logs(folder, store, HOUR, start=T0, end=T0 + timedelta(days=2))
     assert result.impressions == 2 and result.attributed == 2 and result.rates[0].clicks_at == [0, 2]
     store.close()
+
+
+def test_the_design_effect_is_one_for_independent_trials_and_grows_with_clustering() -> None:
+    from recsys.experiments.attribution import design_effect
+
+    rng = np.random.default_rng(0)
+    single = {u: [1, int(rng.random() < 0.1), 0] for u in range(5000)}  # one impression per user
+    assert design_effect(single, 1) == pytest.approx(1.0, abs=0.1)
+    all_or_nothing = {u: [20, 20 * int(rng.random() < 0.1), 0] for u in range(2000)}  # a user clicks all or none
+    assert design_effect(all_or_nothing, 1) == pytest.approx(20, rel=0.1)
+    assert design_effect({1: [5, 1, 0]}, 1) == 1.0 and design_effect({1: [5, 0, 0], 2: [3, 0, 0]}, 1) == 1.0
+
+
+def test_clustered_a_a_tests_keep_their_false_positive_rate_only_with_the_design_effect() -> None:
+    """Users with their own CTR and many impressions each: the impression-level z-test, taking every impression
+    as independent, rejects a true null far too often; divided by the design effect it holds alpha."""
+    from recsys.experiments.ab import VariantCounts, compare
+    from recsys.experiments.attribution import design_effect
+
+    rng = np.random.default_rng(11)
+    sims, users, rejected_plain, rejected_adjusted = 1000, 150, 0, 0
+    for _ in range(sims):
+        arms = []
+        for _arm in range(2):
+            ctr = rng.beta(0.8, 9.2, users)  # mean 0.08, very different users
+            n = 1 + rng.poisson(15, users)
+            clicks = rng.binomial(n, ctr)
+            arms.append({u: [int(n[u]), int(clicks[u]), 0] for u in range(users)})
+        plain, adjusted = [], []
+        for name, arm in zip(("champion", "challenger"), arms, strict=True):
+            n_sum, c_sum = sum(v[0] for v in arm.values()), sum(v[1] for v in arm.values())
+            deff = design_effect(arm, 1)
+            plain.append(VariantCounts(variant=name, impressions=n_sum, clicks=c_sum))
+            adjusted.append(VariantCounts(variant=name, impressions=round(n_sum / deff), clicks=round(c_sum / deff)))
+        rejected_plain += compare(*plain).significant
+        rejected_adjusted += compare(*adjusted).significant
+    plain_rate, adjusted_rate = rejected_plain / sims, rejected_adjusted / sims
+    print(f"clustered A/A: impression-level FPR {plain_rate:.1%}, design-effect adjusted {adjusted_rate:.1%}")
+    assert plain_rate > 0.15, plain_rate
+    assert 0.03 <= adjusted_rate <= 0.07, adjusted_rate
