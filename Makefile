@@ -5,6 +5,10 @@ PYTHON ?= python3.11
 VENV ?= .venv
 UV_VERSION ?= 0.13.9
 DEMO_WEEK ?= 28
+DEMO_CHALLENGER_WEEK ?= 20
+DEMO_RATE ?= 300
+DEMO_TRAFFIC_RATE ?= 0.2
+DEMO_SIM_ARGS ?=
 DRILL_WEEK ?= 31
 DEMO_SERVE ?= 1
 PORT ?= 3000
@@ -22,7 +26,7 @@ COMPILED := $(VENV)/.compiled
 RECSYS := $(BIN)/recsys
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data demo serve bento repro unit test test-slow test-all lint bench lock bento-lock clean
+.PHONY: help setup data demo loop serve bento repro unit test test-slow test-all lint bench lock bento-lock clean
 
 help: ## Show the targets
 	@echo "Usage: make <target>   (PYTHON=$(PYTHON), VENV=$(VENV))"
@@ -67,7 +71,7 @@ $(STAMP): requirements.txt pyproject.toml
 data: setup ## Fetch MovieLens-100K (recbole==1.2.1 wheel from PyPI, cached and checksummed)
 	$(RECSYS) data fetch
 
-demo: setup data ## Pipeline end to end (validate, drill, train, gate, promote, evaluate), then the service on :3000
+demo: setup data ## Pipeline end to end (validate, drill, train, gate, promote, evaluate), then the live loop (`make loop`)
 	$(RECSYS) data replay --all
 	$(RECSYS) validate --all
 	@echo "failure drill: corrupt week $(DRILL_WEEK)'s batch; validation must quarantine it and keep the store as it was"
@@ -75,7 +79,9 @@ demo: setup data ## Pipeline end to end (validate, drill, train, gate, promote, 
 	! $(RECSYS) validate --week $(DRILL_WEEK)
 	$(RECSYS) data replay --week $(DRILL_WEEK)
 	$(RECSYS) train --as-of-week $(DEMO_WEEK)
-	$(RECSYS) registry gate --refit
+	$(RECSYS) registry gate
+	@echo "a weaker challenger for the A/B test: trained as of week $(DEMO_CHALLENGER_WEEK), without the $$(( $(DEMO_WEEK) - $(DEMO_CHALLENGER_WEEK) )) newest weeks"
+	$(RECSYS) train --as-of-week $(DEMO_CHALLENGER_WEEK)
 	$(RECSYS) registry list
 	$(RECSYS) evaluate --protocol recbole --out var/reports/recbole.json
 	@echo
@@ -90,9 +96,24 @@ demo: setup data ## Pipeline end to end (validate, drill, train, gate, promote, 
 	@echo "                   then open http://127.0.0.1:5000 (runs, plots, the content-ranker registry)"
 	@echo "  DVC pipeline     make repro   (fetch -> ingest -> validate -> train -> evaluate, params.yaml)"
 	@echo "  full benchmark   make bench  (both protocols, every backtest cut; about 10-15 minutes)"
-	@if [ "$(DEMO_SERVE)" = "1" ]; then \
-	  echo; echo "Starting the recommendation service on http://127.0.0.1:$(PORT) (Ctrl-C stops it; make demo DEMO_SERVE=0 skips it)"; \
-	  $(RECSYS) serve --port $(PORT); fi
+	@echo
+	@$(MAKE) --no-print-directory loop
+
+# The service runs in the background while the replay plays against it; the trap stops it however this ends.
+loop: setup data ## Serve champion vs challenger (configs/ab-demo.yaml), replay the weeks after the cut, then A/B, CTR, drift
+	@export RECSYS_EXPERIMENT_FILE="$(CURDIR)/configs/ab-demo.yaml" RECSYS_TRAFFIC_RATE=$(DEMO_TRAFFIC_RATE); \
+	echo "starting the service on http://127.0.0.1:$(PORT) with the A/B experiment configs/ab-demo.yaml"; \
+	$(RECSYS) serve --port $(PORT) & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
+	$(RECSYS) simulate --url http://127.0.0.1:$(PORT) --wait 180 --rate $(DEMO_RATE) $(DEMO_SIM_ARGS) || exit 1; \
+	$(RECSYS) monitor ctr || exit 1; \
+	$(RECSYS) ab report || exit 1; \
+	$(RECSYS) drift || exit 1; \
+	echo; echo "  A/B report       var/reports/ab/demo-ab/<end>/report.html (and ctr.png); decide: $(RECSYS) ab decide"; \
+	echo "  drift report     var/monitoring/drift/<time>/report.html; CTR check: var/monitoring/ctr/latest.json"; \
+	if [ "$(DEMO_SERVE)" = "1" ]; then \
+	  echo; echo "The service keeps running on http://127.0.0.1:$(PORT) (Ctrl-C stops it; make demo DEMO_SERVE=0 skips it)"; \
+	  wait $$pid; fi
 
 serve: setup ## Run the recommendation service (BentoML) on the registry champion, port 3000 (PORT=N)
 	$(RECSYS) serve --port $(PORT)

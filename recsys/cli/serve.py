@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 from typing import Annotated
@@ -36,11 +37,14 @@ def serve(
               soft_wrap=True, markup=False)
     err.print(f"try: curl -s -X POST {url}/predict -H 'Content-Type: application/json' "
               "-d '{\"user_id\": 1, \"n\": 5}'", soft_wrap=True, markup=False)
+    proc = subprocess.Popen(spec.command, cwd=spec.cwd, env=spec.env)
+    # a SIGTERM (a script stopping the service it started, a pod) reaches BentoML, which stops its workers
+    signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
     try:
-        code = subprocess.call(spec.command, cwd=spec.cwd, env=spec.env)
-    except KeyboardInterrupt:
-        code = 0
-    raise typer.Exit(code)
+        code = proc.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached BentoML too (the same process group): let it finish
+        code = 0 if proc.wait() in (0, -signal.SIGINT) else proc.returncode
+    raise typer.Exit(0 if code == -signal.SIGTERM else code)
 
 
 def bake(

@@ -41,6 +41,8 @@ def simulate(
     dismiss_rate: Annotated[float, typer.Option(
         "--dismiss-rate", min=0, max=1, help="Share of answers whose best unwatched item is dismissed.")] = 0.0,
     concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Requests in flight at most.")] = 32,
+    wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for the service to be up with a "
+                                                    "champion.")] = 0.0,
     inject: Annotated[InjectKind | None, typer.Option(
         help="Drift to inject from --inject-at: user_mix (only --segment visits), context (hour shifted by "
              "--hour-shift), item_shock (a block of long-tail items suddenly popular).")] = None,
@@ -57,6 +59,7 @@ def simulate(
     """Replay real users (in their real order; new users as cold starts) against a live service, with clicks."""
     from recsys.cli.common import fail
     from recsys.experiments.simulator import Injection, SimulationConfig
+    from recsys.stages.simulate import SimulateParams
     from recsys.stages.simulate import simulate as simulate_stage
 
     if (inject is None) != (inject_at is None):
@@ -69,7 +72,7 @@ def simulate(
         url=url.rstrip("/"), from_week=from_week, to_week=to_week, n=n, rate=rate, week_seconds=week_seconds,
         duration=duration, max_requests=max_requests, seed=seed, click_horizon_days=click_horizon_days,
         dismiss_rate=dismiss_rate, concurrency=concurrency, inject=injection))
-    result = run(lambda: simulate_stage(cfg, params, reporter=REPORTER))
+    result = run(lambda: simulate_stage(cfg, SimulateParams(simulation=params, wait=wait), reporter=REPORTER))
 
     def render() -> Iterator[RenderableType]:
         from rich.table import Table
