@@ -40,6 +40,9 @@ def simulate(
                                                 "is a click on it.")] = 1.0,
     dismiss_rate: Annotated[float, typer.Option(
         "--dismiss-rate", min=0, max=1, help="Share of answers whose best unwatched item is dismissed.")] = 0.0,
+    exclude_seen: Annotated[bool, typer.Option(
+        "--exclude-seen/--no-exclude-seen", help="Send what the user rated earlier in the replay as exclude (the "
+                                                 "service then ranks in full instead of looking up).")] = True,
     concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Requests in flight at most.")] = 32,
     wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for the service to be up with a "
                                                     "champion.")] = 0.0,
@@ -71,7 +74,7 @@ def simulate(
     params = run(lambda: SimulationConfig(
         url=url.rstrip("/"), from_week=from_week, to_week=to_week, n=n, rate=rate, week_seconds=week_seconds,
         duration=duration, max_requests=max_requests, seed=seed, click_horizon_days=click_horizon_days,
-        dismiss_rate=dismiss_rate, concurrency=concurrency, inject=injection))
+        dismiss_rate=dismiss_rate, exclude_seen=exclude_seen, concurrency=concurrency, inject=injection))
     result = run(lambda: simulate_stage(cfg, SimulateParams(simulation=params, wait=wait), reporter=REPORTER))
 
     def render() -> Iterator[RenderableType]:
