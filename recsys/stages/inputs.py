@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from recsys.config import TrainConfig
-from recsys.params import ParamsError, load_params, train_config
+from recsys.config import DriftConfig, TrainConfig
+from recsys.params import ParamsError, drift_config, load_params, train_config
 from recsys.settings import Settings
 from recsys.stages.base import StageError
 
@@ -126,3 +126,15 @@ def load_gate_config(settings: Settings, path: Path | None = None, **overrides: 
         return GateConfig.model_validate({**base, **{k: v for k, v in overrides.items() if v is not None}})
     except ValidationError as exc:
         raise StageError(f"gate config: {describe_validation(exc)}") from exc
+
+
+def load_drift_config(settings: Settings, path: Path | None = None) -> DriftConfig:
+    """DriftConfig: the ``drift`` section of ``path`` (a params YAML), else of the settings' params file when it
+    exists, else the code's defaults."""
+    path = path or settings.params_file
+    if path == settings.params_file and not path.exists():
+        return DriftConfig()
+    try:
+        return drift_config(path)
+    except ParamsError as exc:
+        raise StageError(str(exc)) from exc

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from recsys.config import TrainConfig
-from recsys.params import ParamsError, load_params, train_config, update_params
+from recsys.config import DriftConfig, TrainConfig
+from recsys.params import ParamsError, drift_config, load_params, train_config, update_params
 from recsys.ranking.tune import write_config
 from recsys.registry.gate import GateConfig
 
@@ -18,7 +18,8 @@ def test_the_repository_params_match_the_code_defaults() -> None:
     params = load_params(REPO_PARAMS)
     assert train_config(REPO_PARAMS) == TrainConfig()
     assert GateConfig.model_validate(params["gate"]) == GateConfig()
-    assert set(params) == {"train", "candidates", "ranker", "backtest", "evaluate", "gate"}
+    assert drift_config(REPO_PARAMS) == DriftConfig()
+    assert set(params) == {"train", "candidates", "ranker", "backtest", "evaluate", "gate", "drift"}
 
 
 @pytest.mark.parametrize(("text", "needles"), [
