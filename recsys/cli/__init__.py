@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from recsys.cli import config, data, evaluate, registry, serve, train, tune, validate
+from recsys.cli import config, data, drift, evaluate, registry, serve, train, tune, validate
 from recsys.runtime import prepare_process
 
 app = typer.Typer(help="Two-stage content recommender on MovieLens-100K, replayed week by week.",
@@ -24,6 +24,7 @@ app.command()(tune.tune)
 app.command()(evaluate.evaluate)
 app.command()(serve.serve)
 app.command()(serve.bake)
+app.command()(drift.drift)
 
 
 @app.callback()
