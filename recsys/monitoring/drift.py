@@ -29,8 +29,13 @@ from recsys.monitoring.reference import HOUR, TS_COL, WEEKDAY
 
 CATEGORICAL_FEATURES = frozenset({"user_is_cold", "gender_f", "occupation", "zip_region"})
 """Ranker features that are codes, not quantities (compared with the categorical method)."""
+HISTORY_FEATURES = frozenset({"user_n", "user_n_28d", "user_days_since_last", "user_days_since_first",
+                              "user_mean_rating", "user_mainstream", "genre_affinity", "genre_share"})
+"""Features of a known user's own past ratings, frozen at the bundle's cut: reported, not counted in the share."""
 HOUR_OFFSET, WEEKDAY_OFFSET = "ctx_hour_offset", "ctx_weekday_offset"
-Role = Literal["feature", "context", "prediction"]
+Role = Literal["feature", "history", "context", "prediction"]
+VOTING: frozenset[str] = frozenset({"feature", "context"})
+"""The roles whose drifted columns make up the share."""
 
 
 @dataclass(frozen=True)
@@ -54,8 +59,9 @@ class ColumnScore:
 
 @dataclass(frozen=True)
 class Comparison:
-    """What the report found: the compared columns' scores, the share of drifted features and context columns
-    (the score is reported apart), and the columns that could not be compared (empty on one side)."""
+    """What the report found: the compared columns' scores, the share of drifted feature and context columns
+    (the history features and the score are reported apart), and the columns that could not be compared (empty
+    on one side)."""
 
     columns: list[ColumnScore]
     share: float
@@ -72,8 +78,14 @@ def drift_columns(feature_names: list[str], config: DriftConfig) -> list[Column]
         method = config.num_method if kind == "numerical" else config.cat_method
         return Column(name, kind, role, method, config.thresholds.get(name, threshold))
 
-    out = [column(n, "categorical", "feature", config.cat_threshold) if n in CATEGORICAL_FEATURES
-           else column(n, "numerical", "feature", config.num_threshold) for n in feature_names]
+    def feature(name: str) -> Column:
+        if name in CATEGORICAL_FEATURES:
+            return column(name, "categorical", "feature", config.cat_threshold)
+        if name in HISTORY_FEATURES:
+            return column(name, "numerical", "history", config.history_threshold)
+        return column(name, "numerical", "feature", config.num_threshold)
+
+    out = [feature(n) for n in feature_names]
     out += [column(c, "categorical", "context", config.context_threshold) for c in (HOUR_OFFSET, WEEKDAY_OFFSET)]
     out.append(column(S.SCORE, "numerical", "prediction", config.score_threshold))
     return out
@@ -104,7 +116,7 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame, columns: list[Column
         else:
             used.append(col)
     names = [c.name for c in used]
-    shared = [c.name for c in used if c.role != "prediction"]
+    shared = [c.name for c in used if c.role in VOTING]
     definition = DataDefinition(numerical_columns=[c.name for c in used if c.kind == "numerical"],
                                 categorical_columns=[c.name for c in used if c.kind == "categorical"])
 
@@ -119,8 +131,8 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame, columns: list[Column
     metrics += [ValueDrift(column=c.name, method=c.method, threshold=c.threshold) for c in used]
     snapshot = Report(metrics, include_tests=True).run(current_data=dataset(current), reference_data=dataset(reference))
     scores = _scores(snapshot.dict(), {c.name: c for c in used})
-    drifted = sum(s.drifted for s in scores if s.role != "prediction")
-    compared = sum(s.role != "prediction" for s in scores)
+    drifted = sum(s.drifted for s in scores if s.role in VOTING)
+    compared = sum(s.role in VOTING for s in scores)
     return Comparison(columns=scores, share=drifted / compared if compared else 0.0, drifted_count=drifted,
                       compared=compared, skipped=skipped, snapshot=snapshot)
 

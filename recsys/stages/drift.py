@@ -45,7 +45,7 @@ class ColumnDrift(BaseModel):
     """One compared column: its distance to the reference, the method and threshold, and the column's verdict."""
 
     column: str
-    role: Literal["feature", "context", "prediction"]
+    role: Literal["feature", "history", "context", "prediction"]
     method: str
     threshold: float
     score: float
@@ -58,7 +58,8 @@ class DriftResult(StageResult):
     reason: str = Field(description="why the verdict is what it is, in one line")
     share: float | None = Field(description="share of the feature and context columns that drifted")
     share_threshold: float
-    drifted: list[ColumnDrift] = Field(description="the drifted feature and context columns, worst first")
+    drifted: list[ColumnDrift] = Field(description="the drifted feature and context columns, worst first (the "
+                                                   "share's numerator)")
     score_drift: ColumnDrift | None = Field(description="the prediction (score) column")
     columns: list[ColumnDrift] = Field(description="every compared column")
     skipped: dict[str, str] = Field(description="columns that could not be compared, and why")
@@ -83,16 +84,27 @@ class DriftResult(StageResult):
     result_path: Path
     checked_at: datetime
     seconds: float
+    timings: dict[str, float] = Field(description="seconds per phase: registry (look-up and download), reference, "
+                                                  "window, compare, save")
 
 
 def drift(settings: Settings, params: DriftParams, *, reporter: Reporter = SILENT) -> DriftResult:
     """Check the window against the champion's reference; write the report and ``latest.json``."""
     from recsys.monitoring import drift as report
+    from recsys.monitoring.drift import VOTING
     from recsys.monitoring.reference import load_reference
     from recsys.monitoring.window import load_window
     from recsys.ranking.recommender import BundleError
 
-    t0 = time.perf_counter()
+    t0 = lap = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def phase(name: str) -> None:
+        nonlocal lap
+        now = time.perf_counter()
+        timings[name] = round(now - lap, 3)
+        lap = now
+
     cfg = params.config
     version, alias = params.version, None
     if params.bundle is not None:
@@ -100,6 +112,7 @@ def drift(settings: Settings, params: DriftParams, *, reporter: Reporter = SILEN
     else:
         version, bundle = _champion_bundle(settings, reporter)
         alias = CHAMPION
+        phase("registry")
     try:
         reference, manifest = load_reference(bundle)
     except BundleError as exc:
@@ -108,12 +121,13 @@ def drift(settings: Settings, params: DriftParams, *, reporter: Reporter = SILEN
         raise StageError(f"{bundle}: the bundle has no drift reference (reference.parquet); retrain it with this "
                          "version of recsys")
     features = list(manifest["feature_names"])
+    phase("reference")
     traffic = params.traffic_dir or settings.serving_dir / "traffic"
     start, end = _window(params, traffic)
-    reporter.note(f"window [{start:%Y-%m-%d %H:%M:%S}, {end:%Y-%m-%d %H:%M:%S}) UTC of {traffic}")
     window = load_window(traffic, start, end, features, version=version,
                          alias=None if version is not None else CHAMPION, per_user=cfg.per_user,
                          max_rows=cfg.max_rows, seed=cfg.seed)
+    phase("window")
     out_dir = params.out_dir or settings.var_dir / DRIFT_DIR
     checked = datetime.now(UTC)
     common: dict[str, Any] = dict(
@@ -129,16 +143,18 @@ def drift(settings: Settings, params: DriftParams, *, reporter: Reporter = SILEN
         result = DriftResult(status="insufficient_data", drift_detected=False, reason="; ".join(short), share=None,
                              drifted=[], score_drift=None, columns=[], skipped={}, report_html=None,
                              report_json=None, result_path=out_dir / LATEST,
-                             seconds=round(time.perf_counter() - t0, 3), **common)
+                             seconds=round(time.perf_counter() - t0, 3), timings=timings, **common)
         _write(result, None)
         return result
     with reporter.status(f"comparing {window.rows:,} rows with {len(reference):,} reference rows (Evidently) …"):
         found = report.compare(reference, window.frame, report.drift_columns(features, cfg), cfg.share_threshold)
+    phase("compare")
     folder = _run_folder(out_dir, checked)
     html, js = report.save_report(found.snapshot, folder)
+    phase("save")
     columns = [ColumnDrift(column=c.name, role=c.role, method=c.method, threshold=c.threshold, score=c.score,
                            drifted=c.drifted) for c in found.columns]
-    drifted = sorted((c for c in columns if c.drifted and c.role != "prediction"),
+    drifted = sorted((c for c in columns if c.drifted and c.role in VOTING),
                      key=lambda c: c.score / c.threshold, reverse=True)
     score = next((c for c in columns if c.role == "prediction"), None)
     by_share = found.share >= cfg.share_threshold
@@ -149,8 +165,7 @@ def drift(settings: Settings, params: DriftParams, *, reporter: Reporter = SILEN
     result = DriftResult(status="drift" if detected else "ok", drift_detected=detected, reason=reason,
                          share=round(found.share, 6), drifted=drifted, score_drift=score, columns=columns,
                          skipped=found.skipped, report_html=html, report_json=js, result_path=out_dir / LATEST,
-                         seconds=0.0, **common)
-    result = result.model_copy(update={"seconds": round(time.perf_counter() - t0, 3)})
+                         seconds=round(time.perf_counter() - t0, 3), timings=timings, **common)
     _write(result, folder)
     return result
 

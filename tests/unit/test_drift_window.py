@@ -158,7 +158,7 @@ def _result(**changes: object) -> dict[str, object]:
         "requests": 1, "users": 1, "other_rows": 0, "bad_lines": 0, "reference_rows": 5, "reference_users": 1,
         "model_name": "m", "model_version": 3, "model_alias": "champion", "bundle": "/b", "traffic_dir": "/t",
         "report_html": None, "report_json": None, "result_path": "/r/latest.json",
-        "checked_at": "2026-12-01T10:00:00+00:00", "seconds": 1.0}
+        "checked_at": "2026-12-01T10:00:00+00:00", "seconds": 1.0, "timings": {}}
     return {**base, **changes}
 
 
