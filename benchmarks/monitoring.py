@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-monitoring-") as tmp:
         root = Path(tmp)
         bundle, rec = prepare_bundle(args.bundle, root, settings)
-        logs = {}
+        logs: dict[int, dict[str, Any]] = {}
         for size in args.sizes:
             err.print(f"writing a traffic log of {size:,} rows")
             folder = root / f"traffic-{size}"

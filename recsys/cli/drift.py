@@ -68,6 +68,9 @@ def drift(
         help="Window end (exclusive); default: just after the newest logged row (a replay logs simulated time).")
     ] = None,
     last: Annotated[str, typer.Option(help="Window length when --since is not given: 30m, 6h, 1d, 2w.")] = "1d",
+    since_last_verdict: Annotated[bool, typer.Option(
+        "--since-last-verdict", help="Start where the previous verdict's window ended (a monitor checking every "
+                                     "few minutes; after insufficient data the rows accumulate).")] = False,
     traffic_dir: Annotated[Path | None, typer.Option(
         help="The traffic log (default: RECSYS_TRAFFIC_DIR, else <var_dir>/serving/traffic).")] = None,
     out_dir: Annotated[Path | None, typer.Option(
@@ -87,7 +90,7 @@ def drift(
 
     cfg = serving_settings(model=model)
     window = {"since": parse_time(since, "--since"), "until": parse_time(until, "--until"),
-              "last": parse_duration(last)}
+              "last": parse_duration(last), "since_last_verdict": since_last_verdict}
     result = run(lambda: drift_stage(cfg, DriftParams(
         config=load_drift_config(cfg, params_file), bundle=bundle, version=version,
         traffic_dir=traffic_dir or cfg.traffic_path, out_dir=out_dir, **window), reporter=REPORTER))

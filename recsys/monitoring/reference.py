@@ -11,23 +11,30 @@ through the same per-user cap and bounded sample as every checked window (:mod:`
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from recsys import schema as S
-from recsys.candidates.base import top_k
 from recsys.monitoring.sample import REQUEST, bounded_sample, cap_per_user
-from recsys.profiles import ProfileBlock
-from recsys.ranking.recommender import BundleError, Recommender, sha256_of
 from recsys.schema import K
+
+if TYPE_CHECKING:
+    from recsys.ranking.recommender import Recommender
 
 REFERENCE_FILE = "reference.parquet"
 """The reference's file name inside a bundle (covered by the manifest's sha256 list)."""
 TS_COL, FALLBACK, HOUR, WEEKDAY = "ts", "fallback", "ctx_hour", "ctx_weekday"
+
+
+class ReferenceFileError(ValueError):
+    """A bundle's reference is missing although its manifest lists it, or fails its sha256 check."""
+
+
 CONTEXT = (HOUR, WEEKDAY)
 UNKNOWN_USER = -1
 """The id cold starts are scored under: nobody's, so a user the bundle knows is ranked from the profile alone."""
@@ -64,6 +71,9 @@ def served_rows(rec: Recommender, requests: pd.DataFrame, users: pd.DataFrame, c
 
 def _answers(rec: Recommender, keys: pd.DataFrame, profiles: pd.DataFrame, n: int) -> pd.DataFrame:
     """The top ``n`` of each (user, cold) key with the feature rows of those items."""
+    from recsys.candidates.base import top_k
+    from recsys.profiles import ProfileBlock
+
     cold = keys[FALLBACK].to_numpy(bool)
     ids = np.where(cold, UNKNOWN_USER, keys[S.USER].to_numpy(np.int64))
     batch = rec.candidate_batch(ids, ProfileBlock.from_frame(profiles))
@@ -103,17 +113,17 @@ def build_reference(rec: Recommender, interactions: pd.DataFrame, users: pd.Data
 def load_reference(bundle: Path) -> tuple[pd.DataFrame | None, dict[str, Any]]:
     """A bundle's reference rows (None when it was saved without one) and its manifest.
 
-    Only the manifest and the reference are read: the reference's sha256 must be the manifest's
-    (:class:`~recsys.ranking.recommender.BundleError` otherwise), the model files are not loaded.
+    Only the manifest and the reference are read (the model and its libraries are not loaded): the reference's
+    sha256 must be the manifest's, else :class:`ReferenceFileError`.
     """
     manifest_path = bundle / "manifest.json"
     if not manifest_path.exists():
-        raise BundleError(f"{bundle}: no manifest.json (not a model bundle)")
+        raise ReferenceFileError(f"{bundle}: no manifest.json (not a model bundle)")
     manifest: dict[str, Any] = json.loads(manifest_path.read_text())
     digest = manifest.get("files", {}).get(REFERENCE_FILE)
     path = bundle / REFERENCE_FILE
     if digest is None:
         return None, manifest
-    if not path.exists() or sha256_of(path) != digest:
-        raise BundleError(f"{bundle}: {REFERENCE_FILE} is missing or fails its sha256 check")
+    if not path.exists() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+        raise ReferenceFileError(f"{bundle}: {REFERENCE_FILE} is missing or fails its sha256 check")
     return pd.read_parquet(path), manifest

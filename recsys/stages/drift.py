@@ -38,6 +38,9 @@ class DriftParams(BaseModel):
     since: datetime | None = Field(None, description="window start (inclusive)")
     until: datetime | None = Field(None, description="window end (exclusive); default: just after the newest row")
     last: timedelta = Field(timedelta(days=1), gt=timedelta(0), description="window length when `since` is unset")
+    since_last_verdict: bool = Field(False, description="start where the previous verdict's window ended (after an "
+                                     "insufficient_data check: where that window started), as a monitor that "
+                                     "checks often does; without a previous check, `last` applies")
     out_dir: Path | None = Field(None, description="reports and latest.json; default <var_dir>/monitoring/drift")
 
 
@@ -92,9 +95,8 @@ def drift(settings: Settings, params: DriftParams, *, reporter: Reporter = SILEN
     """Check the window against the champion's reference; write the report and ``latest.json``."""
     from recsys.monitoring import drift as report
     from recsys.monitoring.drift import VOTING
-    from recsys.monitoring.reference import load_reference
+    from recsys.monitoring.reference import ReferenceFileError, load_reference
     from recsys.monitoring.window import load_window
-    from recsys.ranking.recommender import BundleError
 
     t0 = lap = time.perf_counter()
     timings: dict[str, float] = {}
@@ -115,7 +117,7 @@ def drift(settings: Settings, params: DriftParams, *, reporter: Reporter = SILEN
         phase("registry")
     try:
         reference, manifest = load_reference(bundle)
-    except BundleError as exc:
+    except ReferenceFileError as exc:
         raise StageError(str(exc)) from exc
     if reference is None:
         raise StageError(f"{bundle}: the bundle has no drift reference (reference.parquet); retrain it with this "
@@ -123,12 +125,12 @@ def drift(settings: Settings, params: DriftParams, *, reporter: Reporter = SILEN
     features = list(manifest["feature_names"])
     phase("reference")
     traffic = params.traffic_dir or settings.serving_dir / "traffic"
-    start, end = _window(params, traffic)
+    out_dir = params.out_dir or settings.var_dir / DRIFT_DIR
+    start, end = _window(params, traffic, out_dir)
     window = load_window(traffic, start, end, features, version=version,
                          alias=None if version is not None else CHAMPION, per_user=cfg.per_user,
                          max_rows=cfg.max_rows, seed=cfg.seed)
     phase("window")
-    out_dir = params.out_dir or settings.var_dir / DRIFT_DIR
     checked = datetime.now(UTC)
     common: dict[str, Any] = dict(
         share_threshold=cfg.share_threshold, window_start=start, window_end=end, logged_rows=window.logged_rows,
@@ -170,8 +172,9 @@ def drift(settings: Settings, params: DriftParams, *, reporter: Reporter = SILEN
     return result
 
 
-def _window(params: DriftParams, traffic: Path) -> tuple[datetime, datetime]:
-    """``[since, until)``: as given; a missing end is just after the newest logged row (or now, without a log)."""
+def _window(params: DriftParams, traffic: Path, out_dir: Path) -> tuple[datetime, datetime]:
+    """``[since, until)``: as given; a missing end is just after the newest logged row (or now, without a log); a
+    missing start is ``last`` before the end, or with ``since_last_verdict`` where the previous verdict ended."""
     from recsys.monitoring.window import latest_time
 
     def utc(t: datetime) -> datetime:
@@ -183,6 +186,10 @@ def _window(params: DriftParams, traffic: Path) -> tuple[datetime, datetime]:
         until = (newest + timedelta(microseconds=1)) if newest is not None else datetime.now(UTC)
     until = utc(until)
     since = utc(params.since) if params.since is not None else until - params.last
+    previous = read_latest(out_dir) if params.since_last_verdict and params.since is None else None
+    if previous is not None:
+        since = previous.window_start if previous.status == "insufficient_data" else previous.window_end
+        until = max(until, since + timedelta(microseconds=1))  # nothing new yet: an empty window, not an error
     if not since < until:
         raise StageError(f"the window must start before it ends: since {since.isoformat()} >= until "
                          f"{until.isoformat()}")

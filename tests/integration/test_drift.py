@@ -21,7 +21,13 @@ from recsys.config import DriftConfig
 from recsys.data.replay import interactions_before
 from recsys.monitoring.drift import HOUR_OFFSET
 from recsys.monitoring.metrics import DriftGauges, export_latest
-from recsys.monitoring.reference import REFERENCE_FILE, build_reference, load_reference, served_rows
+from recsys.monitoring.reference import (
+    REFERENCE_FILE,
+    ReferenceFileError,
+    build_reference,
+    load_reference,
+    served_rows,
+)
 from recsys.monitoring.sample import REQUEST
 from recsys.monitoring.window import write_traffic
 from recsys.ranking.recommender import BundleError, Recommender
@@ -72,7 +78,7 @@ def test_the_bundle_keeps_its_reference_under_the_manifest(checked: SimpleNamesp
     tampered = tmp_path / "tampered"
     shutil.copytree(checked.bundle, tampered)
     checked.reference.head(10).to_parquet(tampered / REFERENCE_FILE, index=False)
-    with pytest.raises(BundleError, match=REFERENCE_FILE):
+    with pytest.raises(ReferenceFileError, match=REFERENCE_FILE):
         load_reference(tampered)
     with pytest.raises(BundleError, match=REFERENCE_FILE):
         Recommender.load(tampered)
@@ -154,6 +160,24 @@ def test_a_thin_window_is_insufficient_data(checked: SimpleNamespace) -> None:
     assert result.status == "insufficient_data" and not result.drift_detected and result.share is None
     assert "min_users" in result.reason and result.report_html is None
     assert read_latest(result.result_path.parent) == result
+
+
+def test_a_monitor_checks_the_rows_since_its_last_verdict(checked: SimpleNamespace) -> None:
+    """Too few rows: the next check starts where the insufficient one did; after a verdict, where it ended."""
+    rows = served_rows(checked.rec, checked.after, checked.ml.users)
+    traffic, settings = checked.root / "monitor" / "traffic", Settings(var_dir=checked.root / "monitor" / "var")
+    params = DriftParams(bundle=checked.bundle, traffic_dir=traffic, since_last_verdict=True)
+    first = rows[rows[REQUEST].isin(checked.after[REQUEST].head(5))]
+    write_traffic(first, traffic, checked.rec.feature_names)
+    thin = drift(settings, params)
+    assert thin.status == "insufficient_data" and thin.logged_rows == len(first)
+    write_traffic(rows.drop(first.index), traffic, checked.rec.feature_names)
+    verdict = drift(settings, params)
+    assert verdict.status != "insufficient_data" and verdict.window_start == thin.window_start
+    assert verdict.logged_rows == len(rows)
+    nothing_new = drift(settings, params)
+    assert nothing_new.window_start == verdict.window_end and nothing_new.logged_rows == 0
+    assert nothing_new.status == "insufficient_data"
 
 
 def test_the_cli_prints_the_verdict_and_fails_on_drift_when_asked(checked: SimpleNamespace) -> None:
