@@ -1,4 +1,5 @@
-"""The typed configuration of the training stages: candidates, ranker and backtest (``params.yaml``'s sections).
+"""The typed configuration of the stages: candidates, ranker and backtest (``params.yaml``'s training sections),
+and the drift check (its ``drift`` section).
 
 Environment settings are in :mod:`recsys.settings`; the gate's thresholds are :class:`recsys.registry.gate.GateConfig`.
 """
@@ -66,3 +67,35 @@ class TrainConfig(BaseModel):
     candidates: CandidateConfig = CandidateConfig()
     ranker: RankerConfig = RankerConfig()
     backtest: BacktestConfig = BacktestConfig()
+
+
+class DriftConfig(BaseModel):
+    """The drift check (``recsys drift``, params.yaml's ``drift`` section): the reference a bundle keeps, how a
+    window of the traffic log is reduced, the distance per column type and the verdict's thresholds.
+
+    The defaults are calibrated on the replay of MovieLens-100K (``benchmarks/drift_calibration.py``): windows of
+    40 users, no false alarm over the verdicts of ten models' serving weeks, with a margin on each side.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    reference_weeks: int = Field(4, ge=1, le=12, description="the reference replays the last N training weeks")
+    reference_rows: int = Field(5000, ge=100, le=100_000, description="rows kept in the bundle's reference")
+    per_user: int = Field(3, ge=1, description="requests kept per user, in the reference and in every window")
+    max_rows: int = Field(5000, ge=100, le=100_000, description="rows of a window compared (a seeded sample)")
+    min_rows: int = Field(400, ge=1, description="fewer rows in a window (after the cap): insufficient data")
+    min_users: int = Field(40, ge=1, description="fewer distinct users in a window: insufficient data")
+    num_method: str = Field("wasserstein", description="Evidently's method for numerical columns")
+    num_threshold: float = Field(1.5, gt=0, description="a numerical feature drifts at this distance or more")
+    history_threshold: float = Field(4.0, gt=0, description="the same for the user-history features (reported, "
+                                     "not counted in the share)")
+    cat_method: str = Field("jensenshannon", description="Evidently's method for categorical columns")
+    cat_threshold: float = Field(0.5, gt=0, le=1, description="a categorical feature drifts at this distance or more")
+    context_threshold: float = Field(0.2, gt=0, le=1, description="the context offsets' threshold (categorical)")
+    score_threshold: float = Field(1.0, gt=0, description="the score (prediction) drifts at this distance or more")
+    thresholds: dict[str, float] = Field(default_factory=dict, description="per-column thresholds that replace "
+                                         "their type's (column name -> distance)")
+    share_threshold: float = Field(0.02, gt=0, le=1, description="dataset drift when this share of the feature and "
+                                   "context columns drifts (0.02: any one of the ~37)")
+    score_alone: bool = Field(False, description="whether score drift alone is a dataset drift")
+    seed: int = 0

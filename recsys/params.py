@@ -1,10 +1,11 @@
 """``params.yaml``: every tunable of the pipeline in one file that DVC tracks (``dvc exp run -S ranker.lr=...``).
 
 Sections: ``candidates``, ``ranker``, ``backtest`` (the :class:`~recsys.config.TrainConfig`), ``gate``
-(:class:`~recsys.registry.gate.GateConfig`, read by ``recsys registry gate``), and ``train`` / ``evaluate`` (the
-week and cuts ``dvc.yaml`` passes to the commands). Unknown keys inside a section are errors that name the file
-and the field; a missing section or key takes the code's default. ``recsys tune`` writes its best values back
-with :func:`update_params`, keeping the file's comments and order.
+(:class:`~recsys.registry.gate.GateConfig`, read by ``recsys registry gate``), ``drift``
+(:class:`~recsys.config.DriftConfig`, read by ``recsys train`` for the bundle's reference and by ``recsys drift``),
+and ``train`` / ``evaluate`` (the week and cuts ``dvc.yaml`` passes to the commands). Unknown keys inside a section
+are errors that name the file and the field; a missing section or key takes the code's default. ``recsys tune``
+writes its best values back with :func:`update_params`, keeping the file's comments and order.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from recsys.config import TrainConfig
+from recsys.config import DriftConfig, TrainConfig
 
 TRAIN_SECTIONS = ("candidates", "ranker", "backtest")
 
@@ -75,6 +76,16 @@ def train_config(path: Path, params: dict[str, Any] | None = None) -> TrainConfi
     """The TrainConfig of the file's candidates, ranker and backtest sections."""
     params = load_params(path) if params is None else params
     config: TrainConfig = validate_section(TrainConfig, {k: params[k] for k in TRAIN_SECTIONS if k in params}, path)
+    return config
+
+
+def drift_config(path: Path, params: dict[str, Any] | None = None) -> DriftConfig:
+    """The DriftConfig of the file's ``drift`` section (the code's defaults without one)."""
+    params = load_params(path) if params is None else params
+    section = params.get("drift") or {}
+    if not isinstance(section, dict):
+        raise ParamsError(f"params file {path}: field drift: expected a mapping, got {section!r}")
+    config: DriftConfig = validate_section(DriftConfig, section, path, "drift")
     return config
 
 

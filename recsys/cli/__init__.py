@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from recsys.cli import ab, config, data, evaluate, monitor, registry, serve, simulate, train, tune, validate
+from recsys.cli import ab, config, data, drift, evaluate, monitor, registry, serve, simulate, train, tune, validate
 from recsys.runtime import prepare_process
 
 app = typer.Typer(help="Two-stage content recommender on MovieLens-100K, replayed week by week.",
@@ -27,6 +27,7 @@ app.command()(evaluate.evaluate)
 app.command()(serve.serve)
 app.command()(serve.bake)
 app.command()(simulate.simulate)
+app.command()(drift.drift)
 
 
 @app.callback()

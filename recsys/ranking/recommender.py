@@ -3,7 +3,8 @@
 A bundle is a directory: ``ranker.txt`` (the LightGBM booster as text), ``stage1/`` (each generator's params
 and arrays), ``features.pkl`` (the fitted feature tables, checksummed), ``profiles.parquet`` (sign-up profiles of
 known users), ``ranked.npz`` (every known user's top 100, precomputed when the bundle is saved), optionally
-``items.parquet`` (titles), and ``manifest.json`` (schema version, feature names, params, lineage, metrics, sha256
+``items.parquet`` (titles) and frames of other layers (the drift check's ``reference.parquet``: opaque here), and
+``manifest.json`` (schema version, feature names, params, lineage, metrics, sha256
 of every file).
 """
 
@@ -14,7 +15,7 @@ import json
 import os
 import pickle
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -211,11 +212,14 @@ class Recommender:
         return bool(gen.user_rows(np.array([user_id]))[0] >= 0)
 
     # -- bundle ------------------------------------------------------------------------------------------
-    def save(self, path: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def save(self, path: Path, extra: dict[str, Any] | None = None,
+             frames: Mapping[str, pd.DataFrame] | None = None) -> dict[str, Any]:
         """Write the bundle to ``path`` (a directory, replaced as a whole) and return its manifest.
 
-        The files go to a sibling temporary directory that then takes the place of ``path``, so a bundle never
-        mixes files of two trainings and a crash leaves no half-written bundle.
+        ``frames`` are more files of the bundle, by name (``reference.parquet``): written as Parquet and covered by
+        the manifest's sha256s like the model's own. The files go to a sibling temporary directory that then takes
+        the place of ``path``, so a bundle never mixes files of two trainings and a crash leaves no half-written
+        bundle.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
@@ -232,6 +236,10 @@ class Recommender:
         if self.titles:
             pd.DataFrame({S.ITEM: list(self.titles), S.TITLE: list(self.titles.values())}).to_parquet(
                 tmp / "items.parquet", index=False)
+        for name, frame in (frames or {}).items():
+            if Path(name).name != name or not name.endswith(".parquet") or (tmp / name).exists():
+                raise ValueError(f"bundle frame name {name!r}: a new file name ending in .parquet")
+            frame.to_parquet(tmp / name, index=False)
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         manifest = {
             **self.manifest, **(extra or {}),

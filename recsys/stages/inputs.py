@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from recsys.config import TrainConfig
-from recsys.params import ParamsError, load_params, train_config
+from recsys.config import DriftConfig, TrainConfig
+from recsys.params import ParamsError, drift_config, load_params, train_config
 from recsys.settings import Settings
 from recsys.stages.base import StageError
 
@@ -148,3 +148,15 @@ def load_section(settings: Settings, section: str, model: type[M], **overrides: 
     except ParamsError as exc:
         raise StageError(str(exc)) from exc
     return result
+
+
+def load_drift_config(settings: Settings, path: Path | None = None) -> DriftConfig:
+    """DriftConfig: the ``drift`` section of ``path`` (a params YAML), else of the settings' params file when it
+    exists, else the code's defaults."""
+    path = path or settings.params_file
+    if path == settings.params_file and not path.exists():
+        return DriftConfig()
+    try:
+        return drift_config(path)
+    except ParamsError as exc:
+        raise StageError(str(exc)) from exc

@@ -1,5 +1,8 @@
 """The training stage: train as of a week → evaluate on the held-out weeks → save the bundle → log → register.
 
+The bundle also keeps the drift check's reference: the served rows of the last training weeks
+(:func:`recsys.monitoring.reference.build_reference`, sized by params.yaml's ``drift`` section).
+
 :func:`train_model` is the one implementation of that sequence; :func:`train` (``recsys train``) and the gate's
 refit (:mod:`recsys.stages.gate`) both call it. The bundle directory holds only what the inputs determine
 (the same data, config and code give the same bytes); timings go to MLflow and to this stage's result.
@@ -9,14 +12,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from recsys import schema as S
 from recsys.config import TrainConfig
 from recsys.settings import Settings
 from recsys.stages.base import SILENT, Reporter, StageResult
-from recsys.stages.inputs import TrainingData, load_training_data
+from recsys.stages.inputs import TrainingData, load_drift_config, load_training_data
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from recsys.ranking.recommender import Recommender
 
 TIMING_KEYS = ("fit_seconds", "fit_ranker_seconds")
 """Training-info entries that measure the machine, not the model: kept out of the bundle."""
@@ -69,6 +78,21 @@ def train(settings: Settings, params: TrainParams, *, reporter: Reporter = SILEN
                        register=params.register_version, reporter=reporter)
 
 
+def drift_reference(settings: Settings, data: TrainingData, as_of_week: int, rec: Recommender
+                    ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The served rows of the last training weeks (the drift check's reference) and their description."""
+    from recsys.data.replay import interactions_before
+    from recsys.monitoring.reference import build_reference
+
+    cfg = load_drift_config(settings)
+    first = max(as_of_week - cfg.reference_weeks, 0)
+    history = interactions_before(data.ml.interactions, data.clock, as_of_week)
+    reference = build_reference(rec, history, data.ml.users, data.clock.start(first), data.clock.start(as_of_week),
+                                per_user=cfg.per_user, max_rows=cfg.reference_rows, seed=cfg.seed)
+    return reference, {"weeks": [first, as_of_week], "rows": len(reference),
+                       "users": int(reference[S.USER].nunique()), "per_user": cfg.per_user, "seed": cfg.seed}
+
+
 def train_model(settings: Settings, data: TrainingData, as_of_week: int, config: TrainConfig, *,
                 out_dir: Path | None = None, register: bool = True, tags: dict[str, str] | None = None,
                 reporter: Reporter = SILENT) -> TrainResult:
@@ -77,6 +101,7 @@ def train_model(settings: Settings, data: TrainingData, as_of_week: int, config:
     from recsys.data.split import temporal_window
     from recsys.evaluation.protocols import evaluate_holdout
     from recsys.evaluation.report import json_safe, summarize_result
+    from recsys.monitoring.reference import REFERENCE_FILE
     from recsys.ranking.train import train_recommender
     from recsys.registry.audit import AuditLog
     from recsys.registry.tracking import log_training
@@ -101,7 +126,10 @@ def train_model(settings: Settings, data: TrainingData, as_of_week: int, config:
     report = {"as_of_week": as_of_week, "data_hash": ml.data_hash, "train": info, "holdout": summary}
     metrics = summary["metrics"]["all"].get("ranker", {}) if summary else {}
     bundle = out_dir or settings.models_dir / f"week={as_of_week:02d}"
-    result.recommender.save(bundle, extra={"metrics": metrics, "train_info": info, **(tags or {})})
+    with reporter.status("building the drift reference …"):
+        reference, described = drift_reference(settings, data, as_of_week, result.recommender)
+    result.recommender.save(bundle, extra={"metrics": metrics, "train_info": info, "reference": described,
+                                           **(tags or {})}, frames={REFERENCE_FILE: reference})
     # the report sits beside the checksummed model files; it is not part of the model
     metrics_path = bundle / "metrics.json"
     metrics_path.write_text(json.dumps(report, indent=2, default=str))

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from recsys.config import TrainConfig
+from recsys.config import DriftConfig, TrainConfig
 from recsys.experiments.ab import AbConfig
 from recsys.monitoring.ctr import CtrConfig
-from recsys.params import ParamsError, load_params, train_config, update_params
+from recsys.params import ParamsError, drift_config, load_params, train_config, update_params
 from recsys.ranking.tune import write_config
 from recsys.registry.gate import GateConfig
 
@@ -22,7 +22,8 @@ def test_the_repository_params_match_the_code_defaults() -> None:
     assert GateConfig.model_validate(params["gate"]) == GateConfig()
     assert CtrConfig.model_validate(params["ctr"]) == CtrConfig()
     assert AbConfig.model_validate(params["ab"]) == AbConfig()
-    assert set(params) == {"train", "candidates", "ranker", "backtest", "evaluate", "gate", "ctr", "ab"}
+    assert drift_config(REPO_PARAMS) == DriftConfig()
+    assert set(params) == {"train", "candidates", "ranker", "backtest", "evaluate", "gate", "drift", "ctr", "ab"}
 
 
 @pytest.mark.parametrize(("text", "needles"), [
