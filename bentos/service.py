@@ -39,7 +39,7 @@ from fastapi import FastAPI, Header
 from fastapi.responses import Response
 from prometheus_client import Counter, Gauge, Histogram
 
-from recsys.monitoring.signals import SignalGauges, set_ctr
+from recsys.monitoring.metrics import CTR_DIR, DRIFT_DIR, LATEST, CtrGauges, DriftGauges, Gauges, export_latest
 from recsys.schema import CHAMPION
 from recsys.serving.bandit import BanditRefresher, BanditStore
 from recsys.serving.feedback import FeedbackEvent, FeedbackStore
@@ -92,6 +92,8 @@ FEEDBACK = Counter("recsys_feedback_events", "feedback events received, by type,
 LOG_DROPPED = Counter("recsys_log_dropped", "traffic/assignment log entries dropped (full queue)", ["log"])
 MODEL_INFO = Gauge("recsys_model_info", "1 for the model version serving each alias",
                    ["alias", "name", "version", "run_id", "data_hash"], multiprocess_mode="livemax")
+DRIFT_GAUGES = DriftGauges()
+CTR_GAUGES = CtrGauges()
 MODEL_AGE = Gauge("recsys_model_age_seconds", "seconds since the alias's model was loaded", ["alias"],
                   multiprocess_mode="livemax")
 
@@ -174,7 +176,8 @@ class RecommenderService:
         if experiment.allocation == "thompson":  # shares from the stored posteriors, the same in every worker
             self.bandit = BanditRefresher(BanditStore(cfg.bandit_db_url), router)
             self.bandit.start(cfg.bandit_interval)
-        self.signals = SignalGauges({cfg.monitoring_dir / "ctr" / "latest.json": set_ctr})
+        self.monitors: list[tuple[Path, Gauges]] = [(cfg.var_dir / DRIFT_DIR / LATEST, DRIFT_GAUGES),
+                                                    (cfg.var_dir / CTR_DIR / LATEST, CTR_GAUGES)]
         self._limiter: anyio.CapacityLimiter | None = None  # made on the event loop, at the first uncached predict
         self.feedback_store = FeedbackStore(cfg.feedback_db_url)
 
@@ -206,11 +209,16 @@ class RecommenderService:
         while True:
             try:
                 self.sync_metrics()
-                self.signals.sync()
+                self.sync_monitors()
             except Exception:
                 logger.warning("metrics sync failed", exc_info=True)
             if self._stop.wait(5.0):
                 return
+
+    def sync_monitors(self) -> None:
+        """The drift and CTR checks' latest verdicts into their gauges (a file is re-read only when it changed)."""
+        for path, gauges in self.monitors:
+            export_latest(path, gauges)
 
     def _observe(self, event: str, fields: dict[str, Any]) -> None:
         if event == "predict":

@@ -105,11 +105,6 @@ class Settings(BaseSettings):
         return self.var_dir / "serving"
 
     @property
-    def monitoring_dir(self) -> Path:
-        """Where the drift and CTR checks write their results (``drift/latest.json``, ``ctr/latest.json``)."""
-        return self.var_dir / "monitoring"
-
-    @property
     def outbox_path(self) -> Path:
         return self.var_dir / "notifications" / "outbox.jsonl"
 

@@ -1,8 +1,9 @@
-"""The latest drift verdict as Prometheus gauges, read from the ``latest.json`` that ``recsys drift`` writes.
+"""The latest drift and CTR verdicts as Prometheus gauges, read from the ``latest.json`` files the checks write.
 
-The service calls :func:`export_latest` from its metrics loop (every few seconds): a changed file is read and the
-gauges set; a missing or unreadable file changes nothing. A check with too little data has no verdict: its share
-is NaN and ``recsys_drift_detected`` is 0, while the check's time still moves (a stale time means no check ran).
+The service calls :func:`export_latest` from its metrics loop (every few seconds) for each: a changed file is read
+and the gauges set; a missing or unreadable file changes nothing. A drift check with too little data has no
+verdict: its share is NaN and ``recsys_drift_detected`` is 0, while the check's time still moves (a stale time
+means no check ran). Every worker sets the same values; ``mostrecent`` keeps the latest across worker processes.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 
@@ -20,6 +21,14 @@ logger = logging.getLogger(__name__)
 DRIFT_DIR = Path("monitoring") / "drift"
 """Where the drift check writes, relative to the var dir."""
 LATEST = "latest.json"
+CTR_DIR = Path("monitoring") / "ctr"
+MODE: Literal["mostrecent"] = "mostrecent"
+
+
+class Gauges(Protocol):
+    seen: tuple[float, int] | None
+
+    def set(self, latest: dict[str, Any]) -> None: ...
 
 
 def latest_path(var_dir: Path) -> Path:
@@ -32,14 +41,14 @@ class DriftGauges:
 
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
         def gauge(name: str, doc: str) -> Gauge:
-            return Gauge(name, doc, multiprocess_mode="livemax", registry=registry)
+            return Gauge(name, doc, multiprocess_mode=MODE, registry=registry)
 
         self.share = gauge("recsys_drift_share", "share of feature and context columns drifted in the latest check "
                                                  "(NaN: too little data for a verdict)")
         self.detected = gauge("recsys_drift_detected", "1 when the latest drift check found dataset drift")
         self.checked = gauge("recsys_drift_checked_timestamp_seconds", "wall-clock time of the latest drift check")
         self.rows = gauge("recsys_drift_window_rows", "traffic-log rows the latest drift check compared")
-        self._seen: tuple[float, int] | None = None
+        self.seen: tuple[float, int] | None = None
 
     def set(self, latest: dict[str, Any]) -> None:
         """Set the gauges from a drift result (``DriftResult`` as JSON data)."""
@@ -52,19 +61,47 @@ class DriftGauges:
         self.rows.set(float(latest.get("rows") or 0))
 
 
-def export_latest(path: Path, gauges: DriftGauges) -> bool:
+class CtrGauges:
+    """The CTR check's gauges per (variant, version): CTR, baseline, relative drop; and whether one degraded."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(name, doc, labels, multiprocess_mode=MODE, registry=registry)
+
+        by = ("variant", "version")
+        self.ctr = gauge("recsys_ctr", "attributed CTR of a version over the last checked window", by)
+        self.baseline = gauge("recsys_ctr_baseline", "a version's baseline CTR (its first impressions)", by)
+        self.drop = gauge("recsys_ctr_relative_drop", "1 - CTR / baseline CTR over the last checked window", by)
+        self.degraded = gauge("recsys_ctr_degraded", "1 when the last CTR check found a version degraded")
+        self.checked = gauge("recsys_ctr_checked_timestamp_seconds", "log time of the end of the last CTR check")
+        self.seen: tuple[float, int] | None = None
+
+    def set(self, latest: dict[str, Any]) -> None:
+        """Set the gauges from a CTR check (``CtrReport`` as JSON data)."""
+        from datetime import datetime
+
+        self.degraded.set(1.0 if latest.get("performance_degraded") else 0.0)
+        self.checked.set(datetime.fromisoformat(str(latest["end"])).timestamp())
+        for check in latest.get("versions", []):
+            labels = (check["variant"], "none" if check["version"] is None else str(check["version"]))
+            for gauge, key in ((self.ctr, "ctr"), (self.baseline, "baseline_ctr"), (self.drop, "relative_drop")):
+                if check.get(key) is not None:
+                    gauge.labels(*labels).set(check[key])
+
+
+def export_latest(path: Path, gauges: Gauges) -> bool:
     """Set ``gauges`` from ``path`` when the file changed since the last call; whether they were set."""
     try:
         stat = path.stat()
     except OSError:
         return False
     seen = (stat.st_mtime, stat.st_size)
-    if seen == gauges._seen:
+    if seen == gauges.seen:
         return False
     try:
         gauges.set(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError):
-        logger.warning("drift result %s could not be read", path, exc_info=True)
+        logger.warning("monitoring result %s could not be read", path, exc_info=True)
         return False
-    gauges._seen = seen
+    gauges.seen = seen
     return True

@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from recsys.monitoring.ctr import CtrConfig, CtrReport
+from recsys.monitoring.metrics import CTR_DIR, LATEST
 from recsys.settings import ServingSettings
 from recsys.stages.base import SILENT, Reporter, StageError, StageResult
 
@@ -59,7 +60,7 @@ def monitor_ctr(settings: ServingSettings, params: CtrParams, *, reporter: Repor
     finally:
         store.close()
     report = check_ctr(impressions, events, start, end, cfg)
-    latest = settings.monitoring_dir / "ctr" / "latest.json"
+    latest = settings.var_dir / CTR_DIR / LATEST
     latest.parent.mkdir(parents=True, exist_ok=True)
     tmp = latest.with_suffix(".tmp")
     tmp.write_text(report.model_dump_json(indent=2))

@@ -487,6 +487,24 @@ def _service() -> Any:
     return get_current_service()
 
 
+def test_metrics_carry_the_latest_drift_and_ctr_verdicts(client: Any, service_env: dict[str, str]) -> None:
+    var = Path(service_env["RECSYS_VAR_DIR"]) / "monitoring"
+    (var / "drift").mkdir(parents=True, exist_ok=True)
+    (var / "ctr").mkdir(parents=True, exist_ok=True)
+    (var / "drift" / "latest.json").write_text(json.dumps(
+        {"share": 0.25, "drift_detected": True, "checked_at": "2026-12-01T10:00:00+00:00", "rows": 900}))
+    (var / "ctr" / "latest.json").write_text(json.dumps(
+        {"end": "1998-04-20T00:00:00+00:00", "performance_degraded": True, "versions": [
+            {"variant": "champion", "version": 3, "ctr": 0.05, "baseline_ctr": 0.1, "relative_drop": 0.5}]}))
+    _service().sync_monitors()
+    samples = _samples(client)
+    assert _value(samples, "recsys_drift_share") == 0.25 and _value(samples, "recsys_drift_detected") == 1
+    assert _value(samples, "recsys_drift_window_rows") == 900
+    assert _value(samples, "recsys_ctr", variant="champion", version="3") == 0.05
+    assert _value(samples, "recsys_ctr_relative_drop", variant="champion", version="3") == 0.5
+    assert _value(samples, "recsys_ctr_degraded") == 1
+
+
 def test_metrics_by_endpoint_version_variant(client: Any, known_users: list[int]) -> None:
     champion = client.get("/model").json()["models"]["champion"]  # also syncs the model gauges
     version = "none" if champion["version"] is None else str(champion["version"])
