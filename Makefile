@@ -108,7 +108,7 @@ loop: setup data ## Serve champion vs challenger (configs/ab-demo.yaml), replay 
 	$(RECSYS) simulate --url http://127.0.0.1:$(PORT) --wait 180 --rate $(DEMO_RATE) $(DEMO_SIM_ARGS) || exit 1; \
 	$(RECSYS) monitor ctr || exit 1; \
 	$(RECSYS) ab report || exit 1; \
-	$(RECSYS) drift || exit 1; \
+	$(RECSYS) drift --last 28d || exit 1; \
 	echo; echo "  A/B report       var/reports/ab/demo-ab/<end>/report.html (and ctr.png); decide: $(RECSYS) ab decide"; \
 	echo "  drift report     var/monitoring/drift/<time>/report.html; CTR check: var/monitoring/ctr/latest.json"; \
 	if [ "$(DEMO_SERVE)" = "1" ]; then \

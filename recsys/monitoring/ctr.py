@@ -6,7 +6,9 @@ log (the traffic right after it started serving; the log is the record, so no st
 baseline. The version is *degraded* when the current window holds at least ``min_impressions``, its CTR fell by
 at least ``max_relative_drop`` of the baseline, and a one-sided two-proportion z-test (statsmodels) gives
 p < ``alpha`` (set ``alpha: 1`` to act on the drop alone): a drop seen on a handful of impressions, or one
-within the noise, raises nothing.
+within the noise, raises nothing. As in the A/B analysis, the test counts each side's impressions as the
+independent trials they are worth (divided by the design effect of their users,
+:func:`recsys.experiments.attribution.design_effect`): a window is often a few users with many impressions each.
 """
 
 from __future__ import annotations
@@ -86,12 +88,13 @@ def check_ctr(impressions: Sequence[Impression], events: Sequence[FeedbackRecord
         current = [imp for imp in history if imp.ts >= start and imp.request_id not in base_ids]
         b = attribute(base, events, window).rates
         c = attribute(current, events, window).rates
-        base_n, base_clicked = (b[0].impressions, b[0].clicked) if b else (0, 0)
-        n, clicked = (c[0].impressions, c[0].clicked) if c else (0, 0)
+        base_n, base_clicked, base_deff = (b[0].impressions, b[0].clicked, b[0].design_effect) if b else (0, 0, 1.0)
+        n, clicked, deff = (c[0].impressions, c[0].clicked, c[0].design_effect) if c else (0, 0, 1.0)
         base_ctr = base_clicked / base_n if base_n else None
         ctr = clicked / n if n else None
         drop = None if not base_ctr or ctr is None else 1 - ctr / base_ctr
-        p = _one_sided_p(clicked, n, base_clicked, base_n)
+        p = _one_sided_p(round(clicked / deff), round(n / deff), round(base_clicked / base_deff),
+                         round(base_n / base_deff))
         if len(base) < cfg.baseline_impressions or n < cfg.min_impressions or drop is None:
             status = "insufficient_data"
         elif drop >= cfg.max_relative_drop and (cfg.alpha >= 1 or (p is not None and p < cfg.alpha)):
