@@ -7,10 +7,11 @@ reference gets one built from its own training weeks, as ``recsys train`` now do
 of N rows: the served rows (:func:`recsys.monitoring.reference.served_rows`) of the first N/10 rating events after
 the bundle's cut, one request per event as the replay sends them, in the log's JSON-lines format. Each round runs
 ``recsys drift --bundle B --traffic-dir T --since FIRST --until LAST --json`` once per size (the order alternates
-between rounds), so the whole log is the window; it reports the process's wall time, the stage's own seconds and
-its phases (reading the window, the Evidently comparison, writing the HTML and JSON), against the target
-"100k logged rows in <= 10 s". ``recsys drift --help`` (interpreter and CLI start) and ``import evidently`` alone,
-each in a fresh process, give the fixed costs.
+between rounds), so the whole log is the window, with params.yaml's drift section except ``min_rows`` and
+``min_users`` at 1 (a small log is still compared: the full path is what is timed). It reports the process's wall
+time, the stage's own seconds and its phases (reading the window; the Evidently comparison, its import included;
+writing the HTML and JSON), against the target "100k logged rows in <= 10 s". ``recsys drift --help``
+(interpreter and CLI start) and ``import evidently`` alone, each in a fresh process, give the fixed costs.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from recsys import schema as S
 from recsys.monitoring.reference import REFERENCE_FILE, build_reference, served_rows
 from recsys.monitoring.sample import REQUEST
 from recsys.monitoring.window import write_traffic
+from recsys.params import update_params
 from recsys.ranking.recommender import Recommender
 from recsys.settings import Settings
 from recsys.stages.inputs import load_raw
@@ -99,10 +101,21 @@ def write_log(rec: Recommender, settings: Settings, rows: int, folder: Path) -> 
     return first, last, len(served)
 
 
-def run_drift(bundle: Path, traffic: Path, since: str, until: str, out_dir: Path) -> dict[str, Any]:
+def params_file(settings: Settings, root: Path) -> Path:
+    """params.yaml's drift section with every window compared (``min_rows`` and ``min_users`` 1)."""
+    from recsys.stages.inputs import load_drift_config
+
+    config = load_drift_config(settings).model_copy(update={"min_rows": 1, "min_users": 1})
+    path = root / "params.yaml"
+    update_params(path, {"drift": config.model_dump()})
+    return path
+
+
+def run_drift(bundle: Path, traffic: Path, since: str, until: str, out_dir: Path, params: Path) -> dict[str, Any]:
     started = time.perf_counter()
     proc = subprocess.run([str(RECSYS), "drift", "--bundle", str(bundle), "--traffic-dir", str(traffic), "--since",
-                           since, "--until", until, "--out-dir", str(out_dir), "--json"], cwd=ROOT,
+                           since, "--until", until, "--out-dir", str(out_dir), "--params", str(params), "--json"],
+                          cwd=ROOT,
                           capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
     if proc.returncode != 0:
@@ -128,6 +141,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-monitoring-") as tmp:
         root = Path(tmp)
         bundle, rec = prepare_bundle(args.bundle, root, settings)
+        params = params_file(settings, root)
         logs: dict[int, dict[str, Any]] = {}
         for size in args.sizes:
             err.print(f"writing a traffic log of {size:,} rows")
@@ -141,7 +155,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for size in order:
                 log = logs[size]
                 err.print(f"round {r + 1}/{args.rounds}: recsys drift on {size:,} rows")
-                runs[size].append(run_drift(bundle, log["folder"], log["since"], log["until"], root / "out"))
+                runs[size].append(run_drift(bundle, log["folder"], log["since"], log["until"], root / "out", params))
                 shutil.rmtree(root / "out", ignore_errors=True)
         startup = [fresh([str(RECSYS), "drift", "--help"])[0] for _ in range(args.rounds)]
         imports = [float(fresh([sys.executable, "-c", EVIDENTLY_IMPORT])[1]) for _ in range(args.rounds)]
