@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -111,5 +112,8 @@ def drift(
         yield f"result: {result.result_path}"
 
     emit(result, as_json, render)
+    # The interpreter's last collection would walk every object Evidently's import made (~300k): 1.4 s of a
+    # 9 s command. Frozen objects are skipped; reference counting still frees and closes everything.
+    gc.freeze()
     if fail_on_drift and result.drift_detected:
         raise typer.Exit(2)

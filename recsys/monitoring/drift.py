@@ -16,6 +16,8 @@ send the time of the request, else the time zone they live in.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -69,6 +71,23 @@ class Comparison:
     compared: int
     skipped: dict[str, str]
     snapshot: Any
+
+
+def preload() -> threading.Thread:
+    """Import Evidently on a background thread (its import is ~3.5 s of Python) while the caller reads the traffic
+    log, whose JSON parsing runs in Arrow's C++ without the GIL. The modules the reading needs are imported first,
+    here, so the two threads never import the same module; :func:`compare` imports Evidently again, which waits
+    for the thread if it is still at it (or raises there if the import failed)."""
+    import pyarrow.json  # noqa: F401
+
+    thread = threading.Thread(target=_import_evidently, name="evidently-import", daemon=True)
+    thread.start()
+    return thread
+
+
+def _import_evidently() -> None:
+    with contextlib.suppress(Exception):  # compare() repeats the import and reports a failure where it matters
+        import evidently.metrics  # noqa: F401
 
 
 def drift_columns(feature_names: list[str], config: DriftConfig) -> list[Column]:

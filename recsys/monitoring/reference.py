@@ -29,15 +29,13 @@ if TYPE_CHECKING:
 REFERENCE_FILE = "reference.parquet"
 """The reference's file name inside a bundle (covered by the manifest's sha256 list)."""
 TS_COL, FALLBACK, HOUR, WEEKDAY = "ts", "fallback", "ctx_hour", "ctx_weekday"
+CONTEXT = (HOUR, WEEKDAY)
+UNKNOWN_USER = -1
+"""The id cold starts are scored under: nobody's, so a user the bundle knows is ranked from the profile alone."""
 
 
 class ReferenceFileError(ValueError):
     """A bundle's reference is missing although its manifest lists it, or fails its sha256 check."""
-
-
-CONTEXT = (HOUR, WEEKDAY)
-UNKNOWN_USER = -1
-"""The id cold starts are scored under: nobody's, so a user the bundle knows is ranked from the profile alone."""
 
 
 def served_rows(rec: Recommender, requests: pd.DataFrame, users: pd.DataFrame, cold: np.ndarray | None = None,

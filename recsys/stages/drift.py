@@ -123,6 +123,7 @@ def drift(settings: Settings, params: DriftParams, *, reporter: Reporter = SILEN
         raise StageError(f"{bundle}: the bundle has no drift reference (reference.parquet); retrain it with this "
                          "version of recsys")
     features = list(manifest["feature_names"])
+    report.preload()  # Evidently's import overlaps the reading of the log
     phase("reference")
     traffic = params.traffic_dir or settings.serving_dir / "traffic"
     out_dir = params.out_dir or settings.var_dir / DRIFT_DIR
