@@ -171,16 +171,20 @@ def _log_to_mlflow(settings: ServingSettings, experiment: str, report: ABReport,
                 client.log_metric(run.info.run_id, "ctr.relative_lift", report.ctr.relative_lift)
         client.log_artifacts(run.info.run_id, str(out))
         client.set_terminated(run.info.run_id)
-        for vs in versions.values():
-            for version in vs:
-                if version is not None:
-                    client.set_model_version_tag(settings.model_name, str(version), f"ab.{experiment}",
-                                                 f"{report.decision.decision} (run {run.info.run_id})")
-        return str(run.info.run_id)
     except Exception as exc:  # the report stands without MLflow: say so, do not fail
         reporter.note(f"not logged to MLflow ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
         logger.info("A/B report not logged to MLflow", exc_info=True)
         return None
+    for vs in versions.values():
+        for version in vs:
+            if version is None:
+                continue
+            try:
+                client.set_model_version_tag(settings.model_name, str(version), f"ab.{experiment}",
+                                             f"{report.decision.decision} (run {run.info.run_id})")
+            except Exception as exc:
+                reporter.note(f"version {version} of {settings.model_name} not tagged ({type(exc).__name__})")
+    return str(run.info.run_id)
 
 
 def ab_decide(settings: ServingSettings, params: AbParams, *, reporter: Reporter = SILENT) -> AbResult:
