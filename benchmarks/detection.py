@@ -57,12 +57,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = arg_parser(__doc__, "detection", QUICK)
     parser.add_argument("--bundle", type=Path, default=ROOT / "var" / "models" / "week=28")
     parser.add_argument("--raw", type=Path, default=ROOT / "data" / "raw" / "ml-100k")
-    parser.add_argument("--at", type=datetime.fromisoformat, default=datetime(1998, 4, 6, tzinfo=UTC),
-                        help="injection time T (a 15-minute boundary)")
+    parser.add_argument("--at", type=datetime.fromisoformat, default=None,
+                        help="injection time T (a 15-minute boundary); default: the no-injection run's first drift "
+                             "verdict from --after on, so that the monitor's next window starts at T")
+    parser.add_argument("--after", type=datetime.fromisoformat, default=datetime(1998, 4, 6, tzinfo=UTC))
     parser.add_argument("--requests", type=int, default=None, help="at most this many requests per scenario")
     args = parser.parse_args(argv)
-    if args.at.tzinfo is None:
-        args.at = args.at.replace(tzinfo=UTC)
+    for name in ("at", "after"):
+        value = getattr(args, name)
+        if value is not None and value.tzinfo is None:
+            setattr(args, name, value.replace(tzinfo=UTC))
     if args.quick:
         args.requests = 3000
     return args
@@ -130,12 +134,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cut = int(json.loads((args.bundle / "manifest.json").read_text())["as_of_week"])
     ctr_cfg = load_section(Settings(), "ctr", CtrConfig)
     scenarios = dict(list(SCENARIOS.items())[::2]) if args.quick else SCENARIOS
-    results = {}
+    results: dict[str, Any] = {}
+    at = args.at
     with tempfile.TemporaryDirectory(prefix="bench-detection-") as tmp:
         for name, spec in scenarios.items():
             var = Path(tmp) / name.split()[0]
             env = bundle_env(args.bundle, Path(tmp) / "compiled", {"RECSYS_TRAFFIC_RATE": "1"})
-            inject = None if spec is None else Injection(at=args.at, **spec)
+            if spec is not None and at is None:  # right after a verdict: the monitor's next window starts at T
+                at = next(c["at"] for c in results["none"]["drift_checks"]
+                          if c["status"] != "insufficient_data" and c["at"] >= args.after)
+            inject = None if spec is None else Injection(at=at, **spec)
             with running(start_bento(var, 2, env)) as server:
                 wait_compiled(server)
                 out.print(f"[{name}] replaying against {server.url} …")
@@ -146,11 +154,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             out.print(f"[{name}] {sim.requests:,} requests; replaying the monitor …")
             drift_log, ctr_log = drift_checks(var, args.bundle, settings), ctr_checks(var, ctr_cfg)
             results[name] = {"requests": sim.requests, "feedback_acked": sim.feedback_acked,
-                             "drift": summarise(drift_log, args.at, spec is not None),
-                             "ctr": summarise(ctr_log, args.at, spec is not None),
+                             "drift": summarise(drift_log, at or args.after, spec is not None),
+                             "ctr": summarise(ctr_log, at or args.after, spec is not None),
                              "drift_checks": drift_log, "ctr_checks": ctr_log}
     return {"benchmark": "detection", "machine": machine(), "bundle": str(args.bundle), "cut": cut,
-            "injected_at": args.at, "check_every_minutes": 15, "scenarios": results}
+            "injected_at": at, "check_every_minutes": 15, "scenarios": results}
 
 
 def print_report(report: dict[str, Any]) -> None:

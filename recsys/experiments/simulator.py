@@ -17,8 +17,10 @@ replay (what an app knows its user has watched; ``exclude_seen=False`` leaves it
 
 **Drift injection** from time ``at`` (:class:`Injection`):
 
-- ``user_mix``: only users of one segment (``age:18-24``, ``occupation:student``, ``gender:F``) keep visiting;
-  everyone else's visits are skipped. Served features of user and item change with who asks.
+- ``user_mix``: only users of one segment (``age:18-24``, ``occupation:student``, ``gender:F``) visit, at the
+  same times and volume: each visit of a known user outside the segment is made by a known user of the segment
+  instead (a seeded, fixed stand-in per user), and a new user outside it signs up with the profile of a segment
+  member. Served features of user and item change with who asks.
 - ``context``: every request's context hour is shifted by ``hour_shift`` hours (a new market in another time
   zone); the answers do not change, the logged context does.
 - ``item_shock``: a block of ``shock_items`` long-tail items (the least rated before the cut, seeded) is suddenly
@@ -176,10 +178,11 @@ def plan(interactions: pd.DataFrame, users: pd.DataFrame, clock: ReplayClock, cf
     items = span[S.ITEM].to_numpy(np.int64).copy()
     ratings = span[S.RATING].to_numpy(np.int64).copy()
     ts = span[S.TS].to_numpy(np.int64)
-    keep = np.ones(len(span), dtype=bool)
+    user_ids = span[S.USER].to_numpy(np.int64).copy()
+    signed_up_as: dict[int, dict[str, Any]] = {}  # user_mix: new users' profiles from T
     if inj is not None and inj.kind == "user_mix":
-        members = set(users.loc[inj.in_segment(users), S.USER].astype(int))
-        keep = (ts < at) | np.isin(span[S.USER].to_numpy(), list(members))
+        user_ids, signed_up_as = _mix(user_ids, ts, at, interactions[interactions[S.TS] < start], users, profiles,
+                                      inj, cfg.seed)
     if inj is not None and inj.kind == "item_shock":
         before = interactions[interactions[S.TS] < start]
         counts = before[S.ITEM].value_counts()
@@ -194,15 +197,13 @@ def plan(interactions: pd.DataFrame, users: pd.DataFrame, clock: ReplayClock, cf
     future_ts: dict[int, list[int]] = {}
     future_items: dict[int, list[int]] = {}
     for row in range(len(span)):
-        if not keep[row]:
-            continue
-        user, item, t = int(span.at[row, S.USER]), int(items[row]), int(ts[row])
+        user, item, t = int(user_ids[row]), int(items[row]), int(ts[row])
         hour = datetime.fromtimestamp(t, UTC).hour
         if inj is not None and inj.kind == "context" and t >= at:
             hour = (hour + inj.hour_shift) % 24
         context = {"hour": hour, "weekday": datetime.fromtimestamp(t, UTC).weekday()}
         history = seen.setdefault(user, [])
-        profile = profiles.get(user, {})
+        profile = signed_up_as[user] if t >= at and user in signed_up_as else profiles.get(user, {})
         visits.append(Visit(len(visits), float(t), user, item, int(ratings[row]), profile, context,
                             tuple(dict.fromkeys(history))[-1000:]))
         history.append(item)
@@ -212,6 +213,34 @@ def plan(interactions: pd.DataFrame, users: pd.DataFrame, clock: ReplayClock, cf
     if cfg.max_requests is not None:
         visits = visits[:cfg.max_requests]
     return Plan(visits, float(start), float(end), future)
+
+
+def _mix(user_ids: np.ndarray, ts: np.ndarray, at: float, before: pd.DataFrame, users: pd.DataFrame,
+         profiles: dict[int, dict[str, Any]], inj: Injection, seed: int
+         ) -> tuple[np.ndarray, dict[int, dict[str, Any]]]:
+    """``user_mix``: from ``at`` every visit is by a segment member (see the module docstring): the visits' users,
+    and the profiles new users outside the segment sign up with from ``at``."""
+    members = users.loc[inj.in_segment(users), S.USER].astype(int)
+    if members.empty:
+        raise ValueError(f"segment {inj.segment!r} has no users")
+    known = set(before[S.USER].astype(int))
+    known_members = sorted(set(members) & known)
+    rng = np.random.default_rng(seed + 2)
+    outsiders = sorted({int(u) for u, t in zip(user_ids, ts, strict=True) if t >= at} - set(members))
+    stand_in = dict(zip(outsiders, rng.choice(np.array(known_members or list(members), dtype=np.int64),
+                                              size=len(outsiders)).tolist(), strict=True))
+    member_profiles = [profiles[int(m)] for m in members if int(m) in profiles]
+    signed_up_as: dict[int, dict[str, Any]] = {}
+    mixed = user_ids.copy()
+    for row, (user, t) in enumerate(zip(user_ids, ts, strict=True)):
+        user = int(user)
+        if t < at or user not in stand_in:
+            continue
+        if user in known:
+            mixed[row] = stand_in[user]
+        else:  # a new user: same id (a cold start), a member's profile
+            signed_up_as[user] = member_profiles[user % len(member_profiles)]
+    return mixed, signed_up_as
 
 
 class VariantTally(BaseModel):

@@ -43,16 +43,22 @@ def test_the_visits_are_the_real_ratings_in_order(data: tuple[object, ReplayCloc
     assert _plan(data, max_requests=50).visits == p.visits[:50]
 
 
-def test_user_mix_keeps_only_the_segment_after_the_injection(data: tuple[object, ReplayClock]) -> None:
-    ml, _ = data
+def test_user_mix_makes_every_later_visit_a_segment_member(data: tuple[object, ReplayClock]) -> None:
+    ml, clock = data
     base = _plan(data)
-    shifted = _plan(data, Injection(kind="user_mix", at=AT, segment="age:18-24"))
-    ages = ml.users.set_index("user_id")["age"]  # type: ignore[attr-defined]
-    after = [v for v in shifted.visits if v.ts >= AT.timestamp()]
-    assert after and all(18 <= ages[v.user_id] <= 24 for v in after)
-    before = [v for v in base.visits if v.ts < AT.timestamp()]
-    assert shifted.visits[:len(before)] == before  # nothing changes before T
-    assert len(after) < len([v for v in base.visits if v.ts >= AT.timestamp()])
+    shifted = _plan(data, Injection(kind="user_mix", at=AT, segment="occupation:student"))
+    assert len(shifted.visits) == len(base.visits)  # the same times and volume
+    users = ml.users.set_index("user_id")  # type: ignore[attr-defined]
+    known = set(ml.interactions.loc[ml.interactions["timestamp"] < clock.start(28), "user_id"])  # type: ignore[attr-defined]
+    for b, s in zip(base.visits, shifted.visits, strict=True):
+        if b.ts < AT.timestamp():
+            assert s == b  # nothing changes before T
+        else:
+            assert s.profile["occupation"] == "student" and (s.ts, s.item_id) == (b.ts, b.item_id)
+            if s.user_id in known:
+                assert users.loc[s.user_id, "occupation"] == "student"
+            else:
+                assert s.user_id == b.user_id  # a new user stays a cold start, with a student's profile
 
 
 def test_context_shift_moves_only_the_hour_after_the_injection(data: tuple[object, ReplayClock]) -> None:
