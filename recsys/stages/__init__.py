@@ -13,6 +13,11 @@ rollback       :func:`registry.rollback`       the audit record of the alias mov
 evaluate       :func:`evaluate.evaluate`       both protocols' metrics, reports and the DVC metrics file
 bake           :func:`bake.bake`               the bundle staged into the Bento's build context
 tune           :func:`tune.tune`               the trials and the best config written for training
+drift          :func:`drift.drift`             a traffic window against the bundle's reference: the verdict
+simulate       :func:`simulate.simulate`       the replay against a live service: requests and feedback
+monitor ctr    :func:`monitor.monitor_ctr`     CTR per model version against its baseline: degraded or not
+ab report      :func:`ab.ab_report`            the A/B analysis (and ``ab.ab_decide``: acted on)
+bandit         :func:`ab.bandit_update`        the Thompson-sampling posteriors stored
 =============  ==============================  ===============================================================
 
 Every stage takes the :class:`~recsys.settings.Settings` and a pydantic ``*Params`` model, reports progress
