@@ -28,7 +28,7 @@ from recsys.runtime import quiet_threads
 quiet_threads()
 
 from benchmarks.harness.processes import running
-from benchmarks.harness.report import arg_parser, fmt, machine, out, write_json
+from benchmarks.harness.report import arg_parser, cli_main, fmt, machine, out
 from benchmarks.systems import bundle_env, start_bento, wait_compiled
 from recsys.data.load import load_movielens
 from recsys.data.replay import ReplayClock
@@ -114,12 +114,7 @@ def print_report(report: dict[str, Any]) -> None:
     out.print(table)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    report = run(args)
-    print_report(report)
-    write_json(args.json, report)
-    return 0
+main = cli_main(parse_args, run, print_report)
 
 
 if __name__ == "__main__":

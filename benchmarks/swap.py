@@ -33,7 +33,7 @@ quiet_threads()
 
 from benchmarks.harness.openloop import OpenLoop, Sample, summarize
 from benchmarks.harness.processes import post_json, running
-from benchmarks.harness.report import arg_parser, fmt, machine, out, write_json
+from benchmarks.harness.report import arg_parser, cli_main, fmt, machine, out
 from benchmarks.mix import body_factory, request_mix
 from benchmarks.systems import start_bento, wait_compiled
 from recsys.config import TrainConfig
@@ -140,12 +140,7 @@ def print_report(report: dict[str, Any]) -> None:
     out.print(table)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    report = run(args)
-    print_report(report)
-    write_json(args.json, report)
-    return 0
+main = cli_main(parse_args, run, print_report)
 
 
 if __name__ == "__main__":

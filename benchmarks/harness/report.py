@@ -82,3 +82,16 @@ def machine(**extra: Any) -> dict[str, Any]:
         memory_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
             "cpu_model": cpu_model, "memory_gb": memory_gb, "loadavg": os.getloadavg(), **extra}
+
+
+def cli_main(parse_args: Any, run: Any, print_report: Any) -> Any:
+    """The ``main`` of a benchmark: parse the arguments, run, print the tables, write the JSON; returns 0."""
+
+    def main(argv: list[str] | None = None) -> int:
+        args = parse_args(argv)
+        report = run(args)
+        print_report(report)
+        write_json(args.json, report)
+        return 0
+
+    return main
