@@ -85,11 +85,11 @@ class Injection(BaseModel):
         name, sep, spec = value.partition(":")
         if not sep or name not in SEGMENT_FIELDS or not spec:
             raise ValueError(f"segment must be one of {', '.join(f + ':VALUE' for f in SEGMENT_FIELDS)} "
-                             f"(age takes lo-hi), got {value!r}")
+                             "(age takes lo-hi)")
         if name == "age":
             lo, dash, hi = spec.partition("-")
             if not (lo.isdigit() and (not dash or hi.isdigit())):
-                raise ValueError(f"segment age must be N or LO-HI, got {spec!r}")
+                raise ValueError("segment age must be N or LO-HI")
         return value
 
     def in_segment(self, users: pd.DataFrame) -> pd.Series:
