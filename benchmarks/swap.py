@@ -75,25 +75,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    rec = Recommender.load(args.bundle)
+def two_versions(bundle: Path, root: Path) -> tuple[str, AuditLog]:
+    """A registry under ``root`` with v1 = ``bundle`` and v2 = the same without its last tree (other trees, so the
+    service compiles them after a swap, under load, as it would for any new version; the answers can be told apart
+    only by the version they carry); v1 is the champion. Returns the tracking URI and the audit log."""
+    rec = Recommender.load(bundle)
     cfg = TrainConfig.model_validate(rec.manifest["params"])
     base_result = TrainResult(rec, cfg, {"as_of_week": rec.manifest.get("as_of_week", 28)})
+    uri = f"sqlite:///{root}/mlflow.db"
+    audit = AuditLog(f"sqlite:///{root}/audit.db")
+    booster = rec.booster
+    shorter = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.current_iteration() - 1))
+    bundles = {1: bundle, 2: root / "v2"}
+    Recommender(rec.stage1, rec.features, shorter, rec.profiles, rec.manifest, rec.titles).save(bundles[2])
+    for seed in (1, 2):
+        ranker = cfg.ranker.model_copy(update={"seed": 1000 + seed})
+        result = replace(base_result, config=cfg.model_copy(update={"ranker": ranker}))
+        register(log_training(result, bundles[seed], tracking_uri=uri), MODEL, tracking_uri=uri, audit=audit)
+    service.promote(MODEL, 1, actor="bench", reason="start", audit=audit, tracking_uri=uri)
+    return uri, audit
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-swap-") as tmp:
         root = Path(tmp)
-        uri = f"sqlite:///{root}/mlflow.db"
-        audit = AuditLog(f"sqlite:///{root}/audit.db")
-        # v2 differs from v1 by its last tree: other trees, so the service compiles them after the swap (under load,
-        # as with any new version) and the answers can be told apart only by the version they carry
-        booster = rec.booster
-        shorter = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.current_iteration() - 1))
-        bundles = {1: args.bundle, 2: root / "v2"}
-        Recommender(rec.stage1, rec.features, shorter, rec.profiles, rec.manifest, rec.titles).save(bundles[2])
-        for seed in (1, 2):
-            ranker = cfg.ranker.model_copy(update={"seed": 1000 + seed})
-            result = replace(base_result, config=cfg.model_copy(update={"ranker": ranker}))
-            register(log_training(result, bundles[seed], tracking_uri=uri), MODEL, tracking_uri=uri, audit=audit)
-        service.promote(MODEL, 1, actor="bench", reason="start", audit=audit, tracking_uri=uri)
+        uri, audit = two_versions(args.bundle, root)
 
         token = secrets.token_hex(8)
         env = {"MLFLOW_TRACKING_URI": uri, "RECSYS_WATCH_INTERVAL": str(args.watch_interval),

@@ -39,7 +39,17 @@ from fastapi import FastAPI, Header
 from fastapi.responses import Response
 from prometheus_client import Counter, Gauge, Histogram
 
-from recsys.monitoring.metrics import CTR_DIR, DRIFT_DIR, LATEST, CtrGauges, DriftGauges, Gauges, export_latest
+from recsys.monitoring.metrics import (
+    CTR_DIR,
+    DRIFT_DIR,
+    LATEST,
+    LIVE_DIR,
+    CtrGauges,
+    DriftGauges,
+    Gauges,
+    LiveGauges,
+    export_latest,
+)
 from recsys.schema import CHAMPION
 from recsys.serving.bandit import BanditRefresher, BanditStore
 from recsys.serving.feedback import FeedbackEvent, FeedbackStore
@@ -94,8 +104,19 @@ MODEL_INFO = Gauge("recsys_model_info", "1 for the model version serving each al
                    ["alias", "name", "version", "run_id", "data_hash"], multiprocess_mode="livemax")
 DRIFT_GAUGES = DriftGauges()
 CTR_GAUGES = CtrGauges()
+LIVE_GAUGES = LiveGauges()
 MODEL_AGE = Gauge("recsys_model_age_seconds", "seconds since the alias's model was loaded", ["alias"],
                   multiprocess_mode="livemax")
+MODEL_REGISTERED = Gauge("recsys_model_registered_timestamp_seconds",
+                         "when the registry created the alias's version (its training finished)", ["alias"],
+                         multiprocess_mode="livemax")
+MODEL_COMPILED = Gauge("recsys_model_compiled", "1 when the alias's trees run compiled (lleaves), 0 on LightGBM",
+                       ["alias"], multiprocess_mode="livemin")
+REGISTRY_UP = Gauge("recsys_registry_up", "1 when the latest registry look-up succeeded (absent without a registry)",
+                    multiprocess_mode="livemin")
+CACHE = Counter("recsys_predict_cache", "predict requests answered from the precomputed answers (hit) or ranked",
+                ["result"])
+CACHE_HIT, CACHE_MISS = CACHE.labels("hit"), CACHE.labels("miss")
 
 
 def version_label(version: int | None) -> str:
@@ -134,12 +155,18 @@ class _MetricsSync:
                     MODEL_INFO.labels(*labels).set(0)  # multiprocess files keep a removed child's value
                     del self._labels[alias]
                     if model is None:
-                        MODEL_AGE.labels(alias).set(0)
+                        for gauge in (MODEL_AGE, MODEL_REGISTERED, MODEL_COMPILED):
+                            gauge.labels(alias).set(0)
             for alias, model in models.items():
                 labels = self._model_labels(model)
                 MODEL_INFO.labels(*labels).set(1)
                 self._labels[alias] = labels
                 MODEL_AGE.labels(alias).set(round(now - model.loaded_at, 1))
+                if model.registered_at is not None:
+                    MODEL_REGISTERED.labels(alias).set(model.registered_at)
+                MODEL_COMPILED.labels(alias).set(1.0 if model.recommender.engine == "lleaves" else 0.0)
+            if stats.registry_up is not None:
+                REGISTRY_UP.set(1.0 if stats.registry_up else 0.0)
 
     @staticmethod
     def _model_labels(model: LoadedModel) -> tuple[str, ...]:
@@ -177,7 +204,8 @@ class RecommenderService:
             self.bandit = BanditRefresher(BanditStore(cfg.bandit_db_url), router)
             self.bandit.start(cfg.bandit_interval)
         self.monitors: list[tuple[Path, Gauges]] = [(cfg.var_dir / DRIFT_DIR / LATEST, DRIFT_GAUGES),
-                                                    (cfg.var_dir / CTR_DIR / LATEST, CTR_GAUGES)]
+                                                    (cfg.var_dir / CTR_DIR / LATEST, CTR_GAUGES),
+                                                    (cfg.var_dir / LIVE_DIR / LATEST, LIVE_GAUGES)]
         self._limiter: anyio.CapacityLimiter | None = None  # made on the event loop, at the first uncached predict
         self.feedback_store = FeedbackStore(cfg.feedback_db_url)
 
@@ -216,7 +244,7 @@ class RecommenderService:
                 return
 
     def sync_monitors(self) -> None:
-        """The drift and CTR checks' latest verdicts into their gauges (a file is re-read only when it changed)."""
+        """The drift and CTR verdicts and the live metrics into their gauges (a file is re-read when it changed)."""
         for path, gauges in self.monitors:
             export_latest(path, gauges)
 
@@ -265,8 +293,10 @@ class RecommenderService:
         t0 = time.perf_counter()
         try:
             if self.runtime.is_cached(request):  # a lookup of a precomputed answer: microseconds, on the loop
+                CACHE_HIT.inc()
                 response = self.runtime.predict(request)
             else:  # ranking (numpy, LightGBM: milliseconds) on a worker thread, so the loop keeps serving
+                CACHE_MISS.inc()
                 if self._limiter is None:
                     self._limiter = anyio.CapacityLimiter(SETTINGS.threads)
                 response = await anyio.to_thread.run_sync(self.runtime.predict, request, limiter=self._limiter)

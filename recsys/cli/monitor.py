@@ -13,7 +13,8 @@ from recsys.cli.common import REPORTER, JsonOption, emit, run, serving_settings
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-app = typer.Typer(help="Watch served traffic: CTR degradation per model version.", no_args_is_help=True)
+app = typer.Typer(help="Watch served traffic: CTR degradation per model version, the live recommendation metrics.",
+                  no_args_is_help=True)
 
 
 @app.command()
@@ -46,6 +47,42 @@ def ctr(
         yield table
         verdict = "PERFORMANCE DEGRADED" if result.performance_degraded else "no degradation"
         yield f"{verdict} (window {rep.start:%Y-%m-%d %H:%M} .. {rep.end:%Y-%m-%d %H:%M}); {result.latest_path}"
+
+    emit(result, as_json, render)
+
+
+@app.command()
+def live(
+    until: Annotated[datetime | None, typer.Option(help="Window end (UTC); default: the newest impression.")] = None,
+    window_minutes: Annotated[float, typer.Option("--window-minutes", min=0.01, help="Window length.")] = 60,
+    catalog_items: Annotated[int | None, typer.Option(min=1, help="Catalog size (default: the raw item "
+                                                                  "table's).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Coverage, CTR and conversion per variant and version, the split's SRM test, the last retrain; the service
+    exports the result as gauges."""
+    from datetime import timedelta
+
+    from recsys.monitoring.live import LiveConfig
+    from recsys.stages.live import LiveParams, monitor_live
+
+    cfg = serving_settings(None)
+    params = LiveParams(until=until, catalog_items=catalog_items,
+                        config=LiveConfig(window=timedelta(minutes=window_minutes)))
+    result = run(lambda: monitor_live(cfg, params, reporter=REPORTER))
+
+    def render() -> Iterator[RenderableType]:
+        from rich.table import Table
+
+        m = result.metrics
+        table = Table("variant", "version", "impressions", "CTR", "conversion", "share")
+        for row in m.variants:
+            table.add_row(row.variant, str(row.version), f"{row.impressions:,}", _pct(row.ctr), _pct(row.conversion),
+                          _pct(m.shares.get(row.variant)))
+        yield table
+        srm = "-" if m.srm_p_value is None else f"p={m.srm_p_value:.3g} ({'ok' if m.srm_ok else 'MISMATCH'})"
+        yield (f"coverage {m.coverage:.1%} ({m.served_items:,} of {m.catalog_items:,} items); SRM {srm}; last retrain "
+               f"{m.last_retrain_at or '-'}; {result.latest_path}")
 
     emit(result, as_json, render)
 

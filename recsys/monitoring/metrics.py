@@ -22,6 +22,7 @@ DRIFT_DIR = Path("monitoring") / "drift"
 """Where the drift check writes, relative to the var dir."""
 LATEST = "latest.json"
 CTR_DIR = Path("monitoring") / "ctr"
+LIVE_DIR = Path("monitoring") / "live"
 MODE: Literal["mostrecent"] = "mostrecent"
 
 
@@ -48,6 +49,11 @@ class DriftGauges:
         self.detected = gauge("recsys_drift_detected", "1 when the latest drift check found dataset drift")
         self.checked = gauge("recsys_drift_checked_timestamp_seconds", "wall-clock time of the latest drift check")
         self.rows = gauge("recsys_drift_window_rows", "traffic-log rows the latest drift check compared")
+        by = ("column", "role")  # the bundle's feature and context columns: a bounded set
+        self.column_score = Gauge("recsys_drift_column_score", "a column's distance to the reference in the latest "
+                                  "drift check", by, multiprocess_mode=MODE, registry=registry)
+        self.column_drifted = Gauge("recsys_drift_column_drifted", "1 when the column drifted in the latest check",
+                                    by, multiprocess_mode=MODE, registry=registry)
         self.seen: tuple[float, int] | None = None
 
     def set(self, latest: dict[str, Any]) -> None:
@@ -59,6 +65,10 @@ class DriftGauges:
         self.detected.set(1.0 if latest.get("drift_detected") else 0.0)
         self.checked.set(datetime.fromisoformat(str(latest["checked_at"])).timestamp())
         self.rows.set(float(latest.get("rows") or 0))
+        for column in latest.get("columns") or []:
+            labels = (str(column["column"]), str(column["role"]))
+            self.column_score.labels(*labels).set(float(column["score"]))
+            self.column_drifted.labels(*labels).set(1.0 if column.get("drifted") else 0.0)
 
 
 class CtrGauges:
@@ -87,6 +97,49 @@ class CtrGauges:
             for gauge, key in ((self.ctr, "ctr"), (self.baseline, "baseline_ctr"), (self.drop, "relative_drop")):
                 if check.get(key) is not None:
                     gauge.labels(*labels).set(check[key])
+
+
+class LiveGauges:
+    """The live recommendation metrics (:mod:`recsys.monitoring.live`): coverage, CTR and conversion per variant
+    and version, assignment shares and the SRM test, the last retrain's time."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(name, doc, ("window", *labels), multiprocess_mode=MODE, registry=registry)
+
+        by = ("variant", "version")
+        self.coverage = gauge("recsys_catalog_coverage", "share of the catalog's items served in the window")
+        self.impressions = gauge("recsys_variant_impressions", "answers served in the window", by)
+        self.ctr = gauge("recsys_variant_ctr", "impressions with an attributed click / impressions", by)
+        self.conversion = gauge("recsys_variant_conversion", "impressions with an attributed watch / impressions", by)
+        self.share = gauge("recsys_assignment_share", "observed share of the answers per variant", ("variant",))
+        self.srm = gauge("recsys_srm_p_value", "sample-ratio-mismatch test of the split against the configured "
+                                               "shares (absent with fewer than two variants)")
+        self.retrain = Gauge("recsys_last_retrain_timestamp_seconds", "when the newest model version was "
+                             "registered", multiprocess_mode=MODE, registry=registry)
+        self.checked = Gauge("recsys_live_checked_timestamp_seconds", "wall-clock time of the latest live-metrics "
+                             "computation", multiprocess_mode=MODE, registry=registry)
+        self.seen: tuple[float, int] | None = None
+
+    def set(self, latest: dict[str, Any]) -> None:
+        """Set the gauges from a :class:`~recsys.monitoring.live.LiveMetrics` (as JSON data)."""
+        from datetime import datetime
+
+        window = str(latest["window"])
+        self.coverage.labels(window).set(float(latest["coverage"]))
+        for row in latest.get("variants", []):
+            labels = (window, row["variant"], "none" if row["version"] is None else str(row["version"]))
+            self.impressions.labels(*labels).set(row["impressions"])
+            for gauge, key in ((self.ctr, "ctr"), (self.conversion, "conversion")):
+                if row.get(key) is not None:
+                    gauge.labels(*labels).set(row[key])
+        for variant, share in (latest.get("shares") or {}).items():
+            self.share.labels(window, variant).set(share)
+        if latest.get("srm_p_value") is not None:
+            self.srm.labels(window).set(latest["srm_p_value"])
+        if latest.get("last_retrain_at"):
+            self.retrain.set(datetime.fromisoformat(str(latest["last_retrain_at"])).timestamp())
+        self.checked.set(datetime.fromisoformat(str(latest["checked_at"])).timestamp())
 
 
 def export_latest(path: Path, gauges: Gauges) -> bool:

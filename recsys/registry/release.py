@@ -35,6 +35,8 @@ class LoadedVersion:
     run_id: str | None
     as_of_week: int
     tags: dict[str, str] = field(default_factory=dict)
+    registered_at: float | None = None
+    """When the registry created the version (Unix seconds): when its training finished."""
 
 
 def load_version(name: str, version: int, tracking_uri: str, dst: Path) -> LoadedVersion:
@@ -51,7 +53,8 @@ def load_version(name: str, version: int, tracking_uri: str, dst: Path) -> Loade
     as_of = rec.manifest.get("as_of_week")
     if not isinstance(as_of, int):
         raise BundleError(f"{name} v{version}: the bundle's manifest has no as_of_week")
-    return LoadedVersion(version, rec, mv.run_id, as_of, dict(mv.tags or {}))
+    created = mv.creation_timestamp / 1000 if mv.creation_timestamp else None
+    return LoadedVersion(version, rec, mv.run_id, as_of, dict(mv.tags or {}), created)
 
 
 def bundle_path(model_dir: Path) -> Path:

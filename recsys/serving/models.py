@@ -93,6 +93,8 @@ class LoadedModel:
     loaded_at: float = field(default_factory=time.time)
     cache: RankedCache | None = None
     """Precomputed answers (built before the model is swapped in); None serves everything in full."""
+    registered_at: float | None = None
+    """When the registry created this version (Unix seconds); None for a bundle without one."""
 
     def recommend(self, user_id: int, n: int, exclude: list[int] | None = None,
                   profile: dict[str, Any] | None = None) -> Answer:
@@ -112,7 +114,7 @@ class LoadedModel:
         manifest = self.recommender.manifest
         return {"alias": self.alias, "name": self.name, "version": self.version, "run_id": self.run_id,
                 "data_hash": self.data_hash or manifest.get("data_hash"), "as_of_week": manifest.get("as_of_week"),
-                "source": self.source, "loaded_at": self.loaded_at,
+                "source": self.source, "loaded_at": self.loaded_at, "registered_at": self.registered_at,
                 "age_seconds": round(time.time() - self.loaded_at, 1), "features": len(self.recommender.feature_names),
                 "engine": self.recommender.engine,
                 "cached_users": None if self.cache is None else self.cache.users}
@@ -126,6 +128,8 @@ class SwapStats:
     registry_errors: int = 0
     compiled: int = 0
     compile_failed: int = 0
+    registry_up: bool | None = None
+    """Whether the latest registry look-up succeeded (None: none made yet, or no registry)."""
 
 
 def validate(rec: Recommender) -> list[str]:
@@ -263,11 +267,14 @@ class ModelManager:
 
         assert self.tracking_uri is not None
         try:
-            return alias_version(self.name, alias, self.tracking_uri)
+            wanted = alias_version(self.name, alias, self.tracking_uri)
         except (MlflowException, OSError) as exc:
             self.stats.registry_errors += 1
+            self.stats.registry_up = False
             logger.warning("registry unreachable (%s); %s keeps its current model", exc, alias)
             return UNREACHABLE
+        self.stats.registry_up = True
+        return wanted
 
     def _load_version(self, alias: str, version: int) -> str:
         assert self.tracking_uri is not None
@@ -288,7 +295,7 @@ class ModelManager:
         previous = self._models.get(alias)
         self._install(LoadedModel(alias, self.name, version, loaded.recommender, loaded.run_id,
                                   loaded.tags.get("data_hash") or loaded.recommender.manifest.get("data_hash"),
-                                  cache=cache))
+                                  cache=cache, registered_at=loaded.registered_at))
         self.stats.succeeded += 1
         was = f"v{previous.version}" if previous is not None else "nothing"
         logger.info("%s: %s v%d loaded in %.2f s (was %s)", self.name, alias, version, time.perf_counter() - t0, was)
