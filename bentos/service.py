@@ -112,8 +112,8 @@ MODEL_REGISTERED = Gauge("recsys_model_registered_timestamp_seconds",
                          multiprocess_mode="livemax")
 MODEL_COMPILED = Gauge("recsys_model_compiled", "1 when the alias's trees run compiled (lleaves), 0 on LightGBM",
                        ["alias"], multiprocess_mode="livemin")
-REGISTRY_UP = Gauge("recsys_registry_up", "1 when the latest registry look-up succeeded (absent without a registry)",
-                    multiprocess_mode="livemin")
+REGISTRY_UP = Gauge("recsys_registry_up", "1 when the latest registry look-up of the model succeeded (absent "
+                    "without a registry)", ["name"], multiprocess_mode="livemin")
 CACHE = Counter("recsys_predict_cache", "predict requests answered from the precomputed answers (hit) or ranked",
                 ["result"])
 CACHE_HIT, CACHE_MISS = CACHE.labels("hit"), CACHE.labels("miss")
@@ -166,7 +166,7 @@ class _MetricsSync:
                     MODEL_REGISTERED.labels(alias).set(model.registered_at)
                 MODEL_COMPILED.labels(alias).set(1.0 if model.recommender.engine == "lleaves" else 0.0)
             if stats.registry_up is not None:
-                REGISTRY_UP.set(1.0 if stats.registry_up else 0.0)
+                REGISTRY_UP.labels(self.manager.name).set(1.0 if stats.registry_up else 0.0)
 
     @staticmethod
     def _model_labels(model: LoadedModel) -> tuple[str, ...]:

@@ -186,7 +186,11 @@ def test_an_unreachable_registry_keeps_the_loaded_models(registry: SimpleNamespa
     point(registry, CHAMPION, 1)
     manager = ModelManager(MODEL, registry.uri, aliases=(CHAMPION,))
     manager.refresh()
+    assert manager.stats.registry_up is True
+    created = registry.client.get_model_version(MODEL, "1").creation_timestamp / 1000
+    assert manager.get(CHAMPION).registered_at == pytest.approx(created)  # the time training registered it
     manager.tracking_uri = "http://127.0.0.1:9"  # nothing listens on the discard port
     outcome = manager.refresh()
     assert outcome[CHAMPION].startswith("registry unreachable")
     assert manager.get(CHAMPION).version == 1 and manager.stats.registry_errors == 1
+    assert manager.stats.registry_up is False

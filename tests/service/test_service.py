@@ -13,6 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -462,6 +463,12 @@ def test_metrics_exposes_our_metrics(client: Any, known_users: list[int]) -> Non
         assert name in text, name
     assert 'variant="champion"' in text and 'alias="champion"' in text
     assert 'outcome="succeeded"' in text
+    samples = _samples(client)
+    hits = samples[("recsys_predict_cache_total", frozenset({("result", "hit")}))]
+    misses = samples[("recsys_predict_cache_total", frozenset({("result", "miss")}))]
+    assert hits + misses >= 2 and hits >= 1  # a known user's default request is a precomputed answer
+    assert samples[("recsys_model_compiled", frozenset({("alias", "champion")}))] in (0.0, 1.0)
+    assert not any(name == "recsys_registry_up" for name, _ in samples)  # no registry configured: absent
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -487,12 +494,18 @@ def _service() -> Any:
     return get_current_service()
 
 
-def test_metrics_carry_the_latest_drift_and_ctr_verdicts(client: Any, service_env: dict[str, str]) -> None:
+def test_metrics_carry_the_latest_drift_ctr_and_live_results(client: Any, service_env: dict[str, str]) -> None:
     var = Path(service_env["RECSYS_VAR_DIR"]) / "monitoring"
-    (var / "drift").mkdir(parents=True, exist_ok=True)
-    (var / "ctr").mkdir(parents=True, exist_ok=True)
+    for name in ("drift", "ctr", "live"):
+        (var / name).mkdir(parents=True, exist_ok=True)
     (var / "drift" / "latest.json").write_text(json.dumps(
-        {"share": 0.25, "drift_detected": True, "checked_at": "2026-12-01T10:00:00+00:00", "rows": 900}))
+        {"share": 0.25, "drift_detected": True, "checked_at": "2026-12-01T10:00:00+00:00", "rows": 900,
+         "columns": [{"column": "item_age", "role": "feature", "score": 2.5, "drifted": True},
+                     {"column": "genre_match", "role": "feature", "score": 0.2, "drifted": False}]}))
+    (var / "live" / "latest.json").write_text(json.dumps(
+        {"window": "1h", "coverage": 0.3, "checked_at": "2026-12-01T10:00:00+00:00", "srm_p_value": 0.4,
+         "shares": {"champion": 0.6, "challenger": 0.4}, "last_retrain_at": "2026-11-30T00:00:00+00:00",
+         "variants": [{"variant": "challenger", "version": 4, "impressions": 80, "ctr": 0.1, "conversion": None}]}))
     (var / "ctr" / "latest.json").write_text(json.dumps(
         {"end": "1998-04-20T00:00:00+00:00", "performance_degraded": True, "versions": [
             {"variant": "champion", "version": 3, "ctr": 0.05, "baseline_ctr": 0.1, "relative_drop": 0.5}]}))
@@ -503,6 +516,15 @@ def test_metrics_carry_the_latest_drift_and_ctr_verdicts(client: Any, service_en
     assert _value(samples, "recsys_ctr", variant="champion", version="3") == 0.05
     assert _value(samples, "recsys_ctr_relative_drop", variant="champion", version="3") == 0.5
     assert _value(samples, "recsys_ctr_degraded") == 1
+    assert _value(samples, "recsys_drift_column_score", column="item_age", role="feature") == 2.5
+    assert _value(samples, "recsys_drift_column_drifted", column="genre_match", role="feature") == 0
+    assert _value(samples, "recsys_catalog_coverage", window="1h") == 0.3
+    assert _value(samples, "recsys_variant_ctr", window="1h", variant="challenger", version="4") == 0.1
+    assert ("recsys_variant_conversion", frozenset({("window", "1h"), ("variant", "challenger"),
+                                                    ("version", "4")})) not in samples  # no rate: no sample
+    assert _value(samples, "recsys_assignment_share", window="1h", variant="champion") == 0.6
+    assert _value(samples, "recsys_srm_p_value", window="1h") == 0.4
+    assert _value(samples, "recsys_last_retrain_timestamp_seconds") == datetime(2026, 11, 30, tzinfo=UTC).timestamp()
 
 
 def test_metrics_by_endpoint_version_variant(client: Any, known_users: list[int]) -> None:
