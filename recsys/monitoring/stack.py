@@ -36,14 +36,28 @@ class StackError(RuntimeError):
     """A monitoring binary is missing, or did not start (the message says which and where its log is)."""
 
 
-def binary(*names: str) -> str:
-    """The first of ``names`` on the PATH; StackError naming the Debian package otherwise."""
-    for name in names:
+BINARIES = {"prometheus": ("prometheus",), "alertmanager": ("alertmanager", "prometheus-alertmanager"),
+            "promtool": ("promtool",), "amtool": ("amtool",)}
+"""Each program and the names it has on the PATH (Debian calls Alertmanager ``prometheus-alertmanager``)."""
+
+
+def binary(program: str) -> str:
+    """The path of ``program`` (a key of :data:`BINARIES`); StackError naming the Debian packages otherwise."""
+    for name in BINARIES[program]:
         found = shutil.which(name)
         if found:
             return found
-    raise StackError(f"none of {', '.join(names)} is installed (Debian: apt-get install prometheus "
-                     "prometheus-alertmanager; or `make monitoring-tools`)")
+    raise StackError(f"{program} is not installed (Debian: apt-get install prometheus prometheus-alertmanager; "
+                     "or `make monitoring-tools`)")
+
+
+def has_binary(program: str) -> bool:
+    return any(shutil.which(name) for name in BINARIES[program])
+
+
+def rule_files(rules_dir: Path = RULES_DIR) -> list[Path]:
+    """The repository's rule files (recording rules first)."""
+    return sorted(rules_dir.glob("*.yml"), key=lambda p: (p.name != "recording.yml", p.name))
 
 
 def load_rules(rules_dir: Path = RULES_DIR, *, for_overrides: Mapping[str, str] | None = None
@@ -52,7 +66,7 @@ def load_rules(rules_dir: Path = RULES_DIR, *, for_overrides: Mapping[str, str] 
     ``for_overrides`` (``"*"`` for every alert); expressions are never changed."""
     docs: dict[str, dict[str, Any]] = {}
     overrides = dict(for_overrides or {})
-    for path in sorted(rules_dir.glob("*.yml")):
+    for path in rule_files(rules_dir):
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         for group in doc.get("groups", []):
             for rule in group.get("rules", []):
@@ -85,35 +99,46 @@ def prometheus_config(targets: Sequence[str], *, rule_files: Sequence[Path], ale
     return config
 
 
-def alertmanager_config(*, smarthost: str, slack_url_file: Path, email_to: str | None = None,
-                        smtp_from: str | None = None, smtp_require_tls: bool | None = None,
-                        group_wait: str | None = None, group_interval: str | None = None,
+@dataclass(frozen=True)
+class Delivery:
+    """Where Alertmanager delivers: an SMTP server (None: no e-mail) and a Slack webhook whose URL is in a file
+    (None: no Slack). Secrets stay in files, as Alertmanager wants them."""
+
+    smarthost: str | None = None
+    require_tls: bool = True
+    sender: str | None = None
+    to: str | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    slack_url_file: Path | None = None
+
+
+def alertmanager_config(delivery: Delivery, *, group_wait: str | None = None, group_interval: str | None = None,
                         repeat_interval: str | None = None) -> dict[str, Any]:
-    """The production routing (``monitoring/alertmanager/alertmanager.yml``) with its deliveries pointed at the
-    given SMTP server and Slack webhook (the URL in a file, as in production) and, optionally, other timings."""
+    """The production routing (``monitoring/alertmanager/alertmanager.yml``: routes, grouping, inhibition,
+    templates) with its receivers delivering as ``delivery`` says and, optionally, other timings."""
     config = yaml.safe_load(ALERTMANAGER_FILE.read_text(encoding="utf-8"))
-    glob = config.setdefault("global", {})
-    glob["smtp_smarthost"] = smarthost
-    glob.pop("smtp_auth_password_file", None)
-    glob.pop("smtp_auth_username", None)
-    if smtp_from is not None:
-        glob["smtp_from"] = smtp_from
-    if smtp_require_tls is not None:
-        glob["smtp_require_tls"] = smtp_require_tls
-    glob.pop("slack_api_url", None)
-    glob["slack_api_url_file"] = str(slack_url_file)
     templates = config.get("templates") or []
-    config["templates"] = [str(ALERTMANAGER_FILE.parent / t) if not os.path.isabs(t) else t for t in templates]
+    config["templates"] = [t if os.path.isabs(t) else str(ALERTMANAGER_FILE.parent / t) for t in templates]
     for receiver in config.get("receivers", []):
-        for email in receiver.get("email_configs", []):
-            email.pop("auth_password_file", None)
-            email.pop("auth_username", None)
-            if email_to is not None:
-                email["to"] = email_to
-            email.pop("smarthost", None)
-        for slack in receiver.get("slack_configs", []):
-            slack.pop("api_url", None)
-            slack.pop("api_url_file", None)
+        emails = [dict(e) for e in receiver.pop("email_configs", None) or []]
+        slacks = [dict(c) for c in receiver.pop("slack_configs", None) or []]
+        if delivery.smarthost and emails:
+            for email in emails:
+                email.update(smarthost=delivery.smarthost, require_tls=delivery.require_tls)
+                for key, value in (("from", delivery.sender), ("to", delivery.to),
+                                   ("auth_username", delivery.username),
+                                   ("auth_password_file", delivery.password_file)):
+                    if value is not None:
+                        email[key] = str(value)
+                    elif key.startswith("auth_"):
+                        email.pop(key, None)
+            receiver["email_configs"] = emails
+        if delivery.slack_url_file is not None and slacks:
+            for slack in slacks:
+                slack.pop("api_url", None)
+                slack["api_url_file"] = str(delivery.slack_url_file)
+            receiver["slack_configs"] = slacks
     route = config["route"]
     for key, value in (("group_wait", group_wait), ("group_interval", group_interval),
                        ("repeat_interval", repeat_interval)):
@@ -199,7 +224,7 @@ def start_alertmanager(config: Mapping[str, Any], workdir: Path, port: int, *, t
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "alertmanager.yml"
     cfg.write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
-    argv = [binary("alertmanager", "prometheus-alertmanager"), f"--config.file={cfg}",
+    argv = [binary("alertmanager"), f"--config.file={cfg}",
             f"--storage.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
             "--cluster.listen-address=", "--log.level=warn"]
     return _start("alertmanager", argv, f"http://127.0.0.1:{port}", workdir, "/-/ready", timeout)

@@ -116,15 +116,16 @@ BentoServerFactory = Callable[..., contextlib.AbstractContextManager[BentoServer
 @pytest.fixture(scope="module")
 def bento_server(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> BentoServerFactory:
     """``with bento_server(RECSYS_X="...") as server:`` a ``bentoml serve`` of the service (``service_env`` plus
-    the overrides) on a free loopback port, once ``/readyz`` answers 200; the whole process tree is stopped after.
+    the overrides) on a free loopback port (``port=N``: that one, e.g. to restart a server where it was), once
+    ``/readyz`` answers 200; the whole process tree is stopped after.
 
     Its output goes to a file (a pipe nobody reads would fill up and block the server's logging). No deadline of
     its own: the calling test sets one with ``@pytest.mark.timeout``.
     """
 
     @contextlib.contextmanager
-    def serve(**overrides: str) -> Iterator[BentoServer]:
-        port = free_port()
+    def serve(port: int | None = None, **overrides: str) -> Iterator[BentoServer]:
+        port = port or free_port()
         env = {**os.environ, **service_env, "PYTHONPATH": str(BENTOS.parent), **overrides}
         env.pop("PROMETHEUS_MULTIPROC_DIR")  # bentoml serve sets its own
         bentoml = str(Path(sys.executable).with_name("bentoml"))

@@ -1,0 +1,214 @@
+"""The alert path end to end, with real programs only: ``bentoml serve`` on a real MLflow registry, scraped by
+Prometheus (Debian's package) evaluating the repository's rules, a real fault (the service's processes killed),
+Alertmanager routing the alert with the repository's configuration to the test's SMTP server and Slack-style
+webhook receiver, and the resolved notice once the service is back. Then the monitoring stages run on the traffic
+the service logged, and every panel of every dashboard is asked for data from what Prometheus scraped.
+
+Only timings are the test's own: Prometheus scrapes and evaluates every second, the alert's ``for:`` is 2 s
+(its expression is the repository's), Alertmanager groups for 1 s. The measured delays are printed and written to
+``<tmp>/alert-path.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from recsys.monitoring import stack
+from tests.receivers import SmtpReceiver, WebhookReceiver, free_port
+from tests.service.conftest import BentoServer, BentoServerFactory
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900),
+              pytest.mark.skipif(not all(map(stack.has_binary, ("prometheus", "alertmanager"))),
+                                 reason="Prometheus and Alertmanager are not installed (make monitoring-tools)")]
+
+MODEL = "content-ranker"
+DOWN = "RecsysServiceDown"
+SHADOW = {"name": "shadowing", "variants": {"champion": 1.0}, "shadow": "challenger"}
+AB = {"name": "alert-path-ab", "salt": "e2e", "variants": {"champion": 0.5, "challenger": 0.5}}
+
+
+def _with_seed(result: Any, seed: int) -> Any:
+    ranker = result.config.ranker.model_copy(update={"seed": seed})
+    return replace(result, config=result.config.model_copy(update={"ranker": ranker}))
+
+
+@pytest.fixture(scope="module")
+def registry(small_model: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """v1 (champion) and v2 (challenger): the small model with its drift reference, two seeds."""
+    from recsys.data.replay import interactions_before
+    from recsys.monitoring.reference import REFERENCE_FILE, build_reference
+    from recsys.registry.tracking import log_training, register
+
+    ml, clock, rec, week = small_model.ml, small_model.clock, small_model.result.recommender, small_model.as_of
+    reference = build_reference(rec, interactions_before(ml.interactions, clock, week), ml.users,
+                                clock.start(week - 4), clock.start(week))
+    root = tmp_path_factory.mktemp("alert-path-registry")
+    uri = f"sqlite:///{root}/mlflow.db"
+    bundle = root / "bundle"
+    rec.save(bundle, frames={REFERENCE_FILE: reference})
+    for seed in (1, 2):
+        register(log_training(_with_seed(small_model.result, seed), bundle, tracking_uri=uri), MODEL,
+                 tracking_uri=uri)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.set_registered_model_alias(MODEL, "champion", "1")
+    client.set_registered_model_alias(MODEL, "challenger", "2")
+    return SimpleNamespace(uri=uri, root=root)
+
+
+@contextlib.contextmanager
+def monitoring(tmp: Path, target: str, smtp: SmtpReceiver, slack: WebhookReceiver
+               ) -> Iterator[tuple[stack.Daemon, stack.Daemon]]:
+    """Alertmanager and Prometheus with the repository's files, pointed at the test's receivers and target."""
+    url_file = tmp / "slack_webhook_url"
+    url_file.write_text(f"{slack.url}/slack", encoding="utf-8")
+    delivery = stack.Delivery(smarthost=f"127.0.0.1:{smtp.port}", require_tls=False, to="oncall@example.org",
+                              slack_url_file=url_file)
+    am_config = stack.alertmanager_config(delivery, group_wait="1s", group_interval="1s", repeat_interval="1h")
+    manager = stack.start_alertmanager(am_config, tmp / "alertmanager", free_port())
+    try:
+        config = stack.prometheus_config([target], rule_files=[], alertmanager=manager.url.removeprefix("http://"),
+                                         scrape_interval="1s", evaluation_interval="1s")
+        prom = stack.start_prometheus(config, tmp / "prometheus", free_port(),
+                                      rules=stack.load_rules(for_overrides={DOWN: "2s"}))
+        with stack.running(prom):
+            yield prom, manager
+    finally:
+        manager.stop()
+
+
+def _traffic(server: BentoServer, users: list[int], rounds: int, seed: int) -> int:
+    """Predictions for known users (several each, so the drift check has its rows) and unknown ones, and feedback
+    on some answers (clicks and watches tied to their request); returns the answers."""
+    import random
+
+    rng = random.Random(seed)
+    answered = 0
+    with httpx.Client(base_url=server.base, timeout=30) as client:
+        for r in range(rounds):
+            for user in [*users, *(10_000 + seed * 1000 + r * 50 + i for i in range(10))]:
+                resp = client.post("/predict", json={"user_id": user, "n": 10})
+                assert resp.status_code == 200, resp.text
+                answered += 1
+                body = resp.json()
+                if rng.random() < 0.3:
+                    kind = "watch" if rng.random() < 0.3 else "click"
+                    ack = client.post("/feedback", json={
+                        "event_id": uuid.uuid4().hex, "request_id": body["request_id"], "user_id": user,
+                        "item_id": body["items"][rng.randrange(3)]["item_id"], "event": kind,
+                        "variant": body["model"]["variant"]})
+                    assert ack.status_code == 202, ack.text
+    return answered
+
+
+def _kill(server: BentoServer) -> None:
+    """The fault: every process of the service dies at once (a crash, not a shutdown)."""
+    for proc in server.tree():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.send_signal(signal.SIGKILL)
+    server.proc.wait(timeout=30)
+
+
+def _notices(smtp: SmtpReceiver, slack: WebhookReceiver, alert: str, status: str) -> tuple[list[Any], list[Any]]:
+    """The e-mails and Slack posts about ``alert`` in ``status`` (``firing`` or ``resolved``)."""
+    mails = [m for m in smtp.mails if alert in m.subject and status.upper() in m.subject.upper()]
+    posts = [p for p in slack.posts if alert in p.body.decode() and status.upper() in p.body.decode().upper()]
+    return mails, posts
+
+
+def _wait_notices(smtp: SmtpReceiver, slack: WebhookReceiver, alert: str, status: str, since: float
+                  ) -> dict[str, float]:
+    """Seconds from ``since`` until the first e-mail and the first Slack post about ``alert`` in ``status``."""
+    got: dict[str, float] = {}
+    while len(got) < 2:
+        mails, posts = _notices(smtp, slack, alert, status)
+        now = time.perf_counter() - since
+        if mails and "email" not in got:
+            got["email"] = round(now, 2)
+        if posts and "slack" not in got:
+            got["slack"] = round(now, 2)
+        time.sleep(0.1)
+    return got
+
+
+def test_a_dead_service_pages_by_email_and_slack_resolves_and_every_panel_has_data(
+        small_model: SimpleNamespace, registry: SimpleNamespace, bento_server: BentoServerFactory,
+        tmp_path: Path) -> None:
+    from recsys.monitoring.panels import panel_queries, run_queries
+    from recsys.settings import ServingSettings
+    from recsys.stages.drift import DriftParams, drift
+    from recsys.stages.live import LiveParams, monitor_live
+    from recsys.stages.monitor import CtrParams, monitor_ctr
+
+    users = [int(u) for u in small_model.result.recommender.profiles.index[:60]]
+    var = tmp_path / "var"
+    env = {"MLFLOW_TRACKING_URI": registry.uri, "RECSYS_BUNDLE_DIR": "", "RECSYS_WATCH_INTERVAL": "1",
+           "RECSYS_VAR_DIR": str(var), "RECSYS_FEEDBACK_URL": f"sqlite:///{tmp_path / 'feedback.db'}",
+           "RECSYS_COMPILE_TREES": "false"}
+    port = free_port()
+    report: dict[str, Any] = {}
+    with SmtpReceiver() as smtp, WebhookReceiver() as slack, \
+            monitoring(tmp_path, f"127.0.0.1:{port}", smtp, slack) as (prom, manager):
+        # phase 1: the champion serves, the challenger is scored in the shadow
+        with bento_server(port=port, RECSYS_EXPERIMENT=json.dumps(SHADOW), **env) as server:
+            report["answers_before_fault"] = _traffic(server, users, 2, seed=1)
+            while not stack.query(prom.url, 'up{job="recsys"} == 1'):
+                time.sleep(0.2)
+            assert not _notices(smtp, slack, DOWN, "firing")[0]  # healthy: nothing said
+            fault = time.perf_counter()
+            _kill(server)
+            report["fault_to_firing_s"] = _wait_notices(smtp, slack, DOWN, "firing", fault)
+        mails, posts = _notices(smtp, slack, DOWN, "firing")
+        mail, post = mails[0], posts[0]
+        assert mail.rcpt_tos == ["oncall@example.org"]
+        assert f"127.0.0.1:{port}" in mail.text + mail.html  # the instance that is down
+        assert "runbooks/" in mail.text + mail.html and "runbooks/" in post.body.decode()
+        assert post.path == "/slack" and (post.json.get("attachments") or post.json.get("blocks"))
+
+        # phase 2: the service is back (as an A/B test of champion and challenger) and the alert resolves
+        restart = time.perf_counter()
+        with bento_server(port=port, RECSYS_EXPERIMENT=json.dumps(AB), **env) as server:
+            report["restart_s"] = round(time.perf_counter() - restart, 2)
+            resolved = time.perf_counter()
+            report["ready_to_resolved_s"] = _wait_notices(smtp, slack, DOWN, "resolved", resolved)
+            report["answers_after_restart"] = _traffic(server, users, 3, seed=2)
+            assert len(_notices(smtp, slack, DOWN, "firing")[0]) == 1  # paged once, not repeated
+
+            # the monitoring stages on what the service logged; the service exports their verdicts
+            settings = ServingSettings(var_dir=var, tracking_uri=registry.uri,  # type: ignore[call-arg]
+                                       feedback_url=env["RECSYS_FEEDBACK_URL"], experiment=json.dumps(AB))
+            live = monitor_live(settings, LiveParams(config={"window": timedelta(hours=1),  # type: ignore[arg-type]
+                                                             "attribution_window": timedelta(seconds=1)}))
+            assert live.metrics.impressions == report["answers_before_fault"] + report["answers_after_restart"]
+            assert live.metrics.srm_ok is not None
+            ctr = monitor_ctr(settings, CtrParams())
+            assert ctr.report.versions
+            checked = drift(settings, DriftParams(last=timedelta(hours=1)))
+            assert checked.share is not None, checked.reason  # a verdict, so the drift panels have a number
+            time.sleep(8)  # the service's metrics loop (5 s) and a scrape
+            queries = panel_queries(Path(__file__).resolve().parents[2] / "monitoring" / "grafana" / "dashboards")
+            outcomes = run_queries(prom.url, queries, substitutions={"__rate_interval": "5m", "__range": "15m"})
+        empty = [f"{o.query.dashboard} / {o.query.panel} [{o.query.ref_id}]: {o.error or 'no data'} ({o.sent})"
+                 for o in outcomes if not o.has_data]
+        report["panels"] = len({(o.query.dashboard_uid, o.query.panel_id) for o in outcomes})
+        report["queries"] = len(outcomes)
+        report["queries_with_data"] = sum(o.has_data for o in outcomes)
+        report["alertmanager_alerts"] = httpx.get(f"{manager.url}/api/v2/alerts", timeout=10).json()
+    (tmp_path / "alert-path.json").write_text(json.dumps(report, indent=2, default=str))
+    print(json.dumps({k: v for k, v in report.items() if k != "alertmanager_alerts"}, indent=2))
+    assert not empty, "panels without data:\n" + "\n".join(empty)
