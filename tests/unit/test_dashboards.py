@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -199,3 +200,16 @@ def test_the_json_is_grafana_json() -> None:
     assert board["schemaVersion"] >= 36 and board["panels"][0]["type"] == "timeseries"
     target = board["panels"][0]["targets"][0]
     assert set(target) >= {"expr", "refId", "datasource", "legendFormat"}
+
+
+def test_the_check_stage_turns_a_missing_dir_and_an_unreachable_prometheus_into_stage_errors(tmp_path: Path) -> None:
+    from recsys.stages.base import StageError
+    from recsys.stages.dashboards import DashboardCheckParams, check_dashboards
+
+    with pytest.raises(StageError, match="not a directory"):
+        check_dashboards(DashboardCheckParams(prometheus_url="http://127.0.0.1:9", dashboards_dir=tmp_path / "no"))
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with pytest.raises(StageError, match="unreachable"):
+        check_dashboards(DashboardCheckParams(prometheus_url=closed, dashboards_dir=COMMITTED))
