@@ -1,9 +1,13 @@
-"""``recsys monitor ctr``: attributed CTR per model version against its baseline (a typed degradation signal)."""
+"""``recsys monitor ctr``: attributed CTR per model version against its baseline (a typed degradation signal);
+``recsys monitor live``: the live recommendation metrics the service exports; ``recsys monitor dashboards``: every
+Grafana panel's query against a Prometheus; ``recsys monitor stack``: Prometheus and Alertmanager beside the
+service."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,7 +17,8 @@ from recsys.cli.common import REPORTER, JsonOption, emit, run, serving_settings
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-app = typer.Typer(help="Watch served traffic: CTR degradation per model version, the live recommendation metrics.",
+app = typer.Typer(help="Watch served traffic: CTR degradation per model version, the live recommendation metrics, "
+                       "the Grafana dashboards' queries, the local Prometheus and Alertmanager.",
                   no_args_is_help=True)
 
 
@@ -85,6 +90,80 @@ def live(
                f"{m.last_retrain_at or '-'}; {result.latest_path}")
 
     emit(result, as_json, render)
+
+
+@app.command()
+def dashboards(
+    prometheus: Annotated[str, typer.Option("--prometheus", help="Prometheus base URL (http://host:9090).")],
+    dashboards_dir: Annotated[Path, typer.Option("--dashboards", help="The dashboard JSON files.")] = Path(
+        "monitoring/grafana/dashboards"),
+    rate_interval: Annotated[str, typer.Option("--rate-interval", help="What $__rate_interval stands for "
+                                                                       "(Grafana: 4x the scrape interval).")] = "1m",
+    range_: Annotated[str, typer.Option("--range", help="What $__range stands for (the dashboard's time "
+                                                        "range).")] = "1h",
+    render: Annotated[Path | None, typer.Option("--render", help="Also draw each dashboard as <uid>.png in this "
+                                                                 "directory, from the last --render-hours.")] = None,
+    render_hours: Annotated[float, typer.Option("--render-hours", min=0.01, help="Rendered range.")] = 1.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Run every panel's PromQL once; exit 2 when a panel returned no data (or an error), 0 when all did."""
+    from recsys.stages.dashboards import DashboardCheckParams, check_dashboards
+
+    params = DashboardCheckParams(prometheus_url=prometheus, dashboards_dir=dashboards_dir,
+                                  rate_interval=rate_interval, range=range_, render_dir=render,
+                                  render_hours=render_hours)
+    result = run(lambda: check_dashboards(params, reporter=REPORTER))
+
+    def rendered() -> Iterator[RenderableType]:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table("dashboard", "panel", "data")
+        for p in result.panels:
+            verdict = "yes" if p.has_data else "; ".join([*p.errors, *(f"{ref}: no data" for ref in p.empty)])
+            table.add_row(Text(p.dashboard), Text(p.panel), Text(verdict), style=None if p.has_data else "red")
+        yield table
+        yield f"{len(result.panels) - result.failing}/{len(result.panels)} panels returned data"
+        yield from (str(path) for path in result.rendered)
+
+    emit(result, as_json, rendered)
+    if result.failing:
+        raise typer.Exit(2)
+
+
+@app.command()
+def stack(
+    target: Annotated[str, typer.Option(help="The service to scrape (host:port).")] = "localhost:3000",
+    prometheus_port: Annotated[int, typer.Option(min=1, max=65535)] = 9090,
+    alertmanager_port: Annotated[int, typer.Option(min=1, max=65535)] = 9093,
+    scrape_interval: Annotated[str, typer.Option(help="Scrape and rule evaluation interval.")] = "15s",
+) -> None:
+    """Run Prometheus (the repository's rules) and Alertmanager (its routing, to RECSYS_SMTP_* and
+    RECSYS_SLACK_WEBHOOK_URL) beside the service until interrupted."""
+    import signal
+    import threading
+
+    from recsys.monitoring.stack import running
+    from recsys.settings import Settings, load
+    from recsys.stages.stack import StackParams, start_stack
+
+    cfg = run(lambda: load(Settings))
+    params = StackParams(target=target, prometheus_port=prometheus_port, alertmanager_port=alertmanager_port,
+                         scrape_interval=scrape_interval)
+    result, daemons = run(lambda: start_stack(cfg, params))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with running(*daemons):
+        to = [name for name, on in (("e-mail", result.email), ("Slack", result.slack)) if on] or ["nobody (set "
+              "RECSYS_SMTP_HOST/RECSYS_SMTP_TO or RECSYS_SLACK_WEBHOOK_URL)"]
+        REPORTER.note(f"Prometheus {result.prometheus_url} (alerts: {result.prometheus_url}/alerts), Alertmanager "
+                      f"{result.alertmanager_url}; alerts go to {' and '.join(to)}; Ctrl-C stops both")
+        while not stop.wait(1.0):
+            if any(d.proc.poll() is not None for d in daemons):
+                dead = next(d for d in daemons if d.proc.poll() is not None)
+                REPORTER.note(f"{dead.name} exited: {dead.log_tail(500)}")
+                raise typer.Exit(1)
 
 
 def _pct(value: float | None) -> str:
