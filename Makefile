@@ -129,7 +129,21 @@ repro: setup ## DVC pipeline (dvc.yaml, params.yaml): runs only the stages whose
 unit: setup ## Fast gate: tests/unit + tests/conformance (no data, no servers; seconds)
 	$(BIN)/python -m pytest -q tests/unit tests/conformance $(PYTEST_ARGS)
 
-test: setup data ## The test suite without the slow tests (unit to real servers)
+# promtool and amtool for tests/monitoring (Debian's packages; CI runs as root). Without root and without the
+# tools those tests skip. Only the binaries are wanted: a daemon the package's install started is stopped.
+.PHONY: monitoring-tools
+monitoring-tools: ## Install promtool and amtool (apt-get, as root) unless they are on PATH
+	@if command -v promtool >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" != 0 ]; then \
+	  echo "note: promtool/amtool missing and not root: tests/monitoring will skip" \
+	    "(apt-get install prometheus prometheus-alertmanager)" >&2; \
+	else \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+	    prometheus prometheus-alertmanager || exit 1; \
+	  if [ -d /run/systemd/system ]; then systemctl disable --now prometheus prometheus-alertmanager || true; fi; \
+	fi
+
+test: setup data monitoring-tools ## The test suite without the slow tests (unit to real servers)
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 test-slow: setup data ## Only the slow tests (DVC end to end, every real week, a real bentoml serve)
