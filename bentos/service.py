@@ -29,6 +29,7 @@ import hmac
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -65,7 +66,7 @@ from recsys.serving.http import (
     error_bytes,
     openapi_document,
 )
-from recsys.serving.models import LoadedModel, ModelManager
+from recsys.serving.models import LoadedModel, ModelManager, SwapStats
 from recsys.serving.options import bento_options
 from recsys.serving.router import Experiment, Router
 from recsys.serving.runtime import NotReadyError, Observer, ServingRuntime
@@ -130,10 +131,12 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 class _MetricsSync:
-    """Mirrors the manager's state into the gauges and swap counters (on change and every few seconds)."""
+    """Mirrors the manager's state into the gauges and swap counters (on change and every few seconds), and tells
+    people about a failed swap (``on_swap_failed``, called off the lock)."""
 
-    def __init__(self, manager: ModelManager) -> None:
+    def __init__(self, manager: ModelManager, on_swap_failed: Callable[[SwapStats], None] | None = None) -> None:
         self.manager = manager
+        self.on_swap_failed = on_swap_failed
         self._seen = (0, 0, 0)
         self._labels: dict[str, tuple[str, ...]] = {}
         self._lock = threading.Lock()
@@ -142,6 +145,7 @@ class _MetricsSync:
         with self._lock:
             stats = self.manager.stats
             ok, failed, reg = stats.succeeded, stats.failed, stats.registry_errors
+            newly_failed = failed > self._seen[1]
             SWAPS.labels("succeeded").inc(max(0, ok - self._seen[0]))
             SWAPS.labels("failed").inc(max(0, failed - self._seen[1]))
             REGISTRY_ERRORS.inc(max(0, reg - self._seen[2]))
@@ -167,6 +171,8 @@ class _MetricsSync:
                 MODEL_COMPILED.labels(alias).set(1.0 if model.recommender.engine == "lleaves" else 0.0)
             if stats.registry_up is not None:
                 REGISTRY_UP.labels(self.manager.name).set(1.0 if stats.registry_up else 0.0)
+        if newly_failed and self.on_swap_failed is not None:
+            self.on_swap_failed(stats)
 
     @staticmethod
     def _model_labels(model: LoadedModel) -> tuple[str, ...]:
@@ -188,7 +194,7 @@ class RecommenderService:
         tracking_uri = cfg.tracking_uri or None
         self.manager = ModelManager(cfg.model_name, tracking_uri, compile_trees=cfg.compile_trees,
                                     compiled_dir=cfg.compiled_path)
-        self.sync_metrics = _MetricsSync(self.manager)
+        self.sync_metrics = _MetricsSync(self.manager, on_swap_failed=self._swap_failed)
         self.assignments = AssignmentLog(cfg.assignment_path, on_drop=LOG_DROPPED.labels("assignments").inc)
         self.traffic = None if cfg.traffic_rate == 0 else TrafficLog(
             cfg.traffic_path, rate=cfg.traffic_rate, on_drop=LOG_DROPPED.labels("traffic").inc)
@@ -242,6 +248,19 @@ class RecommenderService:
                 logger.warning("metrics sync failed", exc_info=True)
             if self._stop.wait(5.0):
                 return
+
+    def _swap_failed(self, stats: SwapStats) -> None:
+        """A new model could not be loaded (the old one keeps serving): notify, on a thread of its own, since a
+        slow receiver may take seconds (every worker reports it; the notification store keeps one per period)."""
+        from recsys import notify
+
+        alias, version = stats.last_failed or ("?", None)
+        serving = self.manager.get(alias)
+        details = {"alias": alias, "error": stats.last_error,
+                   "serving": None if serving is None else serving.version}
+        threading.Thread(target=notify.notify, args=(SETTINGS, "model_swap_failed"),
+                         kwargs={"model_name": self.manager.name, "version": version, "details": details},
+                         name="notify-swap-failed", daemon=True).start()
 
     def sync_monitors(self) -> None:
         """The drift and CTR verdicts and the live metrics into their gauges (a file is re-read when it changed)."""

@@ -58,6 +58,8 @@ class CtrReport(BaseModel):
     attribution_minutes: float
     performance_degraded: bool
     versions: list[VersionCheck]
+    checked_at: datetime | None = Field(None, description="wall-clock time of the check (start/end are on the "
+                                                          "logs' clock, 1998 in a replay)")
 
 
 def _one_sided_p(clicked: int, n: int, base_clicked: int, base_n: int) -> float | None:

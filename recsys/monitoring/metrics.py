@@ -83,7 +83,7 @@ class CtrGauges:
         self.baseline = gauge("recsys_ctr_baseline", "a version's baseline CTR (its first impressions)", by)
         self.drop = gauge("recsys_ctr_relative_drop", "1 - CTR / baseline CTR over the last checked window", by)
         self.degraded = gauge("recsys_ctr_degraded", "1 when the last CTR check found a version degraded")
-        self.checked = gauge("recsys_ctr_checked_timestamp_seconds", "log time of the end of the last CTR check")
+        self.checked = gauge("recsys_ctr_checked_timestamp_seconds", "wall-clock time of the last CTR check")
         self.seen: tuple[float, int] | None = None
 
     def set(self, latest: dict[str, Any]) -> None:
@@ -91,7 +91,8 @@ class CtrGauges:
         from datetime import datetime
 
         self.degraded.set(1.0 if latest.get("performance_degraded") else 0.0)
-        self.checked.set(datetime.fromisoformat(str(latest["end"])).timestamp())
+        # a check written before checked_at existed: its window's end (the logs' clock) is all there is
+        self.checked.set(datetime.fromisoformat(str(latest.get("checked_at") or latest["end"])).timestamp())
         for check in latest.get("versions", []):
             labels = (check["variant"], "none" if check["version"] is None else str(check["version"]))
             for gauge, key in ((self.ctr, "ctr"), (self.baseline, "baseline_ctr"), (self.drop, "relative_drop")):

@@ -128,6 +128,8 @@ class SwapStats:
     registry_errors: int = 0
     compiled: int = 0
     compile_failed: int = 0
+    last_failed: tuple[str, int | None] | None = None
+    """The alias and version of the latest load that failed (``last_error`` says why)."""
     registry_up: bool | None = None
     """Whether the latest registry look-up succeeded (None: none made yet, or no registry)."""
 
@@ -230,6 +232,7 @@ class ModelManager:
             except BundleError as exc:
                 self.stats.failed += 1
                 self.stats.last_error = f"{path}: {exc}"
+                self.stats.last_failed = (alias, version)
                 raise
             baked = path / "BAKED.json"  # written by `recsys bake`: which registry version this bundle is
             origin = json.loads(baked.read_text()) if baked.exists() else {}
@@ -288,6 +291,7 @@ class ModelManager:
         except Exception as exc:  # any failure keeps the old model serving
             self.stats.failed += 1
             self.stats.last_error = f"{alias} v{version}: {exc}"
+            self.stats.last_failed = (alias, version)
             logger.error("rejected %s v%d for %s: %s", self.name, version, alias, exc)
             return f"rejected v{version}: {exc}"
         finally:

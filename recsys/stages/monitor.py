@@ -59,7 +59,7 @@ def monitor_ctr(settings: ServingSettings, params: CtrParams, *, reporter: Repor
         events = store.between(None, end)
     finally:
         store.close()
-    report = check_ctr(impressions, events, start, end, cfg)
+    report = check_ctr(impressions, events, start, end, cfg).model_copy(update={"checked_at": datetime.now(UTC)})
     latest = settings.var_dir / CTR_DIR / LATEST
     latest.parent.mkdir(parents=True, exist_ok=True)
     tmp = latest.with_suffix(".tmp")
