@@ -85,6 +85,7 @@ def prometheus_config(targets: Sequence[str], *, rule_files: Sequence[Path], ale
     config = copy.deepcopy(base)
     config["global"] = {**config.get("global", {}), "scrape_interval": scrape_interval,
                         "evaluation_interval": evaluation_interval}
+    config["global"].pop("scrape_timeout", None)  # defaults to the interval, never longer
     scrapes = [s for s in config.get("scrape_configs", []) if s.get("job_name") == job]
     if not scrapes:
         raise StackError(f"{PROMETHEUS_FILE} has no scrape job {job!r}")

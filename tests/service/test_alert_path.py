@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900),
 
 MODEL = "content-ranker"
 DOWN = "RecsysServiceDown"
-SHADOW = {"name": "shadowing", "variants": {"champion": 1.0}, "shadow": "challenger"}
+SHADOW = {"name": "shadowing", "salt": "e2e", "variants": {"champion": 1.0}, "shadow": "challenger"}
 AB = {"name": "alert-path-ab", "salt": "e2e", "variants": {"champion": 0.5, "challenger": 0.5}}
 
 
