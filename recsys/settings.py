@@ -66,11 +66,11 @@ class Settings(BaseSettings):
     notify_url: str | None = None
     """SQLAlchemy URL of the notification store (messages, per-channel delivery state, dedup); unset:
     ``sqlite:///<var_dir>/notifications/notifications.db``."""
-    notify_timeout: float = Field(5.0, gt=0, le=60)
+    notify_timeout: float = Field(5.0, gt=0, le=30)
     """Seconds one delivery attempt (an HTTP request, an SMTP session) may take."""
     notify_retries: int = Field(3, ge=1, le=10)
     """Delivery attempts per channel and message before it is left pending for ``recsys notify replay``."""
-    notify_backoff: float = Field(0.5, ge=0, le=10)
+    notify_backoff: float = Field(0.5, ge=0, le=5)
     """Seconds before the first retry; doubles per attempt, capped at 8 times this (0.5 s -> 1 s -> ... 4 s)."""
     notify_dedup_seconds: float = Field(3600.0, ge=0)
     """The same alert (event, model, version and subject) is sent once per this many seconds; repeats are

@@ -224,7 +224,7 @@ class SmtpReceiver:
 
     ``security``: ``none`` (plain), ``starttls`` (offered and required before MAIL) or ``ssl`` (TLS from the
     first byte); ``cert``/``key`` are needed for the TLS modes (see :func:`self_signed_cert`). With ``user`` and
-    ``password`` set, AUTH is required (also over plain connections: ``auth_require_tls=False``).
+    ``password`` set, AUTH is required (after the upgrade with ``starttls``; at once otherwise, a test-only laxity).
     """
 
     security: str = "none"
@@ -288,7 +288,8 @@ class SmtpReceiver:
         if self.security == "starttls":
             kwargs.update(tls_context=self._tls_context(), require_starttls=True)
         if self.user is not None:
-            kwargs.update(authenticator=authenticator, auth_required=True, auth_require_tls=False)
+            kwargs.update(authenticator=authenticator, auth_required=True,
+                          auth_require_tls=self.security == "starttls")
         ssl_context = self._tls_context() if self.security == "ssl" else None
         self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, ssl_context=ssl_context,
                                       server_hostname="127.0.0.1", **kwargs)

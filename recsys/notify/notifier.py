@@ -38,7 +38,7 @@ class ReplayOutcome(BaseModel):
     pending: int
     failed: int
     skipped: int
-    """Deliveries for a channel that is no longer configured, or already claimed by another sender."""
+    """Deliveries for a channel that is no longer configured, or claimed by another sender meanwhile."""
     channels: dict[str, dict[str, int]]
 
 
@@ -161,40 +161,53 @@ class Notifier:
         return SendOutcome(id=n.id, event=n.event, stored=stored, channels=outcomes)
 
     def replay(self, *, include_failed: bool = False) -> ReplayOutcome:
-        """Send every pending (message, channel) of the store once more; a row another sender holds is skipped."""
+        """Send every pending (message, channel) of the store once more (see the module docstring).
+
+        Each row is claimed just before it is sent, so a row another sender holds is skipped, and a claim never
+        waits in a queue. Channels run in parallel; a channel whose message stays pending is not tried again for
+        the rest of this replay (its other rows stay pending untouched): a hung receiver costs one message's
+        retries, not every message's.
+        """
         if self.store is None:
             raise ValueError("replay needs a notification store")
+        store = self.store
         by_name = {c.name: c for c in self.channels}
-        jobs: list[tuple[Channel, Notification, str | None]] = []
-        skipped = 0
+        todo: dict[str, list[str]] = {}
         per: dict[str, dict[str, int]] = {}
-        for nid, name in self.store.claimable(include_failed=include_failed):
-            channel = by_name.get(name)
-            if channel is None:
+        skipped = 0
+        for nid, name in store.claimable(include_failed=include_failed):
+            if name in by_name:
+                todo.setdefault(name, []).append(nid)
+            else:
                 skipped += 1
                 per.setdefault(name, {}).setdefault("not configured", 0)
                 per[name]["not configured"] += 1
-                continue
-            token = self.store.claim(nid, name, include_failed=include_failed)
-            n = self.store.get(nid) if token else None
-            if token is None or n is None:
-                skipped += 1
-                continue
-            jobs.append((channel, n, token))
-        # one thread per channel: a dead receiver delays none of the others' messages
-        by_channel: dict[str, list[tuple[Channel, Notification, str | None]]] = {}
-        for job in jobs:
-            by_channel.setdefault(job[0].name, []).append(job)
+
+        def run(name: str) -> tuple[list[ChannelOutcome], int]:
+            done: list[ChannelOutcome] = []
+            lost = 0
+            for nid in todo[name]:
+                if done and done[-1].status == "pending":
+                    break  # the receiver is failing: leave the rest pending for the next replay
+                token = store.claim(nid, name, include_failed=include_failed)
+                n = store.get(nid) if token else None
+                if token is None or n is None:
+                    lost += 1  # another sender has it, or it is done
+                    continue
+                done.append(self._deliver(by_name[name], n, token))
+            return done, lost
+
         results: list[ChannelOutcome] = []
-        if by_channel:
-            with ThreadPoolExecutor(max_workers=len(by_channel), thread_name_prefix="notify-replay") as pool:
-                for done in pool.map(lambda js: [self._deliver(*j) for j in js], by_channel.values()):
+        if todo:
+            with ThreadPoolExecutor(max_workers=len(todo), thread_name_prefix="notify-replay") as pool:
+                for done, lost in pool.map(run, list(todo)):
                     results.extend(done)
+                    skipped += lost
         for r in results:
             per.setdefault(r.channel, {}).setdefault(r.status, 0)
             per[r.channel][r.status] += 1
         count = {s: sum(1 for r in results if r.status == s) for s in ("sent", "pending", "failed")}
-        return ReplayOutcome(claimed=len(jobs), skipped=skipped, channels=per, **count)
+        return ReplayOutcome(claimed=len(results), skipped=skipped, channels=per, **count)
 
 
 def dispatch(notification: Notification, channels: Sequence[Channel]) -> list[str]:

@@ -30,9 +30,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from recsys.db import SqlStore, UTCDateTime, utcnow
 from recsys.notify.models import DeliveryStatus, Notification
 
-LEASE = timedelta(minutes=5)
-"""A ``sending`` claim older than this is taken to be a dead sender's and may be claimed again (a send takes at
-most ``retries * (timeout + backoff cap)``, well under a minute with the defaults)."""
+LEASE = timedelta(minutes=15)
+"""A ``sending`` claim older than this is taken to be a dead sender's and may be claimed again: longer than any
+one send (at most ``retries * (timeout + backoff cap)``: 16.5 s with the defaults, 11 min at the settings.
+limits), and a replay claims each row just before sending it."""
 MAX_ERROR = 2000
 
 

@@ -159,7 +159,8 @@ def _batch_quarantined(d: dict[str, Any], model: str | None, version: int | None
     return Rendered(title=f"week {week:02d} batch quarantined: {what}" if isinstance(week, int)
                     else f"batch quarantined: {what}", severity="warning", body=str(d.get("summary") or ""),
                     facts=facts, links=[("Data Docs", str(docs) if docs else None)],
-                    subject=f"week={week}")
+                    # the same week failing the same way again (a retried task) is one alert; failing otherwise is news
+                    subject=f"week={week}:{'unreadable' if d.get('error') else ','.join(sorted(checks))}")
 
 
 def _drift(d: dict[str, Any], model: str | None, version: int | None, b: Bases) -> Rendered:
