@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
 from tenacity import RetryError, Retrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential
 
 from recsys.notify import templates
@@ -149,6 +150,12 @@ class Notifier:
             try:
                 claim, suppressed_by = self.store.add(n, names, self.dedup_seconds)
                 stored = True
+            except IntegrityError:
+                if self.store.get(n.id) is None:
+                    raise
+                logger.info("notification %s is already stored: not sent again (`recsys notify replay` sends what "
+                            "is pending)", n.id)
+                return SendOutcome(id=n.id, event=n.event, stored=True, suppressed_by=n.id)
             except Exception:
                 logger.warning("notification %s (%s): the store is unreachable; sending without a record",
                                n.id, n.event, exc_info=True)

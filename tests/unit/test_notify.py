@@ -234,3 +234,11 @@ def test_a_channel_that_raises_anything_is_left_pending_and_the_others_are_sent(
     assert out is not None and {c.channel: (c.status, c.attempts) for c in out.channels} == {
         "broken": ("pending", 2), "memory": ("sent", 1)}
     assert "smtp down" in str(out.channels[0].error) and len(memory.sent) == 1
+
+
+def test_sending_the_same_notification_twice_sends_it_once(tmp_path: Path) -> None:
+    memory = Memory()
+    sender = Notifier([memory], NotificationStore(f"sqlite:///{tmp_path / 'n.db'}"))
+    n = sender.build("test", {"nonce": "z"})
+    first, again = sender.send(n), sender.send(n)
+    assert first.channels[0].status == "sent" and again.suppressed_by == n.id and len(memory.sent) == 1
