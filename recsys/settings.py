@@ -60,12 +60,55 @@ class Settings(BaseSettings):
     audit_url: str | None = None
     """SQLAlchemy URL of the registry's audit log; unset: ``sqlite:///<var_dir>/registry/audit.db``."""
     notify: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["outbox", "log"])
-    """Notification channels, comma-separated (``outbox``: ``<var_dir>/notifications/outbox.jsonl``; ``log``);
-    empty turns notifications off."""
+    """Notification channels, comma-separated: ``outbox`` (JSON lines in ``<var_dir>/notifications/outbox.jsonl``),
+    ``log``, ``slack``, ``email``; empty turns notifications off. Every notification is stored first in the
+    notification store (``RECSYS_NOTIFY_URL``) with its delivery state per channel."""
+    notify_url: str | None = None
+    """SQLAlchemy URL of the notification store (messages, per-channel delivery state, dedup); unset:
+    ``sqlite:///<var_dir>/notifications/notifications.db``."""
+    notify_timeout: float = Field(5.0, gt=0, le=30)
+    """Seconds one delivery attempt (an HTTP request, an SMTP session) may take."""
+    notify_retries: int = Field(3, ge=1, le=10)
+    """Delivery attempts per channel and message before it is left pending for ``recsys notify replay``."""
+    notify_backoff: float = Field(0.5, ge=0, le=5)
+    """Seconds before the first retry; doubles per attempt, capped at 8 times this (0.5 s -> 1 s -> ... 4 s)."""
+    notify_dedup_seconds: float = Field(3600.0, ge=0)
+    """The same alert (event, model, version and subject) is sent once per this many seconds; repeats are
+    stored as suppressed (0 sends every one)."""
+    slack_webhook_url: SecretStr | None = None
+    """Slack incoming-webhook URL (channel ``slack``; a secret: from the environment only)."""
+    smtp_host: str | None = None
+    """SMTP server of the ``email`` channel."""
+    smtp_port: int | None = Field(None, ge=1, le=65535)
+    """SMTP port; unset: 587 for ``starttls``, 465 for ``ssl``, 25 for ``none``."""
+    smtp_security: Literal["starttls", "ssl", "none"] = "starttls"
+    """``starttls`` (upgrade a plain connection), ``ssl`` (TLS from the start) or ``none`` (a local relay)."""
+    smtp_user: str | None = None
+    """SMTP login; unset: no authentication."""
+    smtp_password: SecretStr | None = None
+    """SMTP password (a secret: from the environment only)."""
+    smtp_from: str | None = None
+    """Sender address of the e-mails, e.g. ``recsys <alerts@example.org>``."""
+    smtp_to: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Recipients of the e-mails, comma-separated."""
+    smtp_ca_file: Path | None = None
+    """A CA bundle (PEM) the SMTP server's certificate is verified with; unset: the system's CAs."""
+    mlflow_ui_url: str | None = None
+    """Base URL of the MLflow UI, for run and model-version links in notifications; unset: no such links."""
+    data_docs_url: str | None = None
+    """Base URL where the Great Expectations Data Docs are published; unset: the local path is shown."""
+    runbook_base_url: str = "docs/runbooks/"
+    """Where the runbooks live (``<base><name>.md``); the default is the repository's folder."""
     actor: str = Field("system", min_length=1, validation_alias=AliasChoices("RECSYS_ACTOR", "USER"))
     """Who registry actions are recorded as when a command names nobody (falls back to ``$USER``)."""
 
-    _split_notify = field_validator("notify", mode="before")(_csv)
+    _split_notify = field_validator("notify", "smtp_to", mode="before")(_csv)
+
+    @field_validator("notify_url", "slack_webhook_url", "smtp_host", "smtp_user", "smtp_password", "smtp_from",
+                     "smtp_ca_file", "mlflow_ui_url", "data_docs_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     # -- derived paths (computed, never created here) ----------------------------------------------------------
     @property
@@ -107,6 +150,10 @@ class Settings(BaseSettings):
     @property
     def outbox_path(self) -> Path:
         return self.var_dir / "notifications" / "outbox.jsonl"
+
+    @property
+    def notify_db_url(self) -> str:
+        return self.notify_url or f"sqlite:///{(self.var_dir / 'notifications' / 'notifications.db').as_posix()}"
 
     @property
     def mlflow_uri(self) -> str:

@@ -6,7 +6,7 @@ import copy
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,6 +22,7 @@ import pytest
 from recsys import schema
 from recsys.data.fetch import FILES_SHA256, fetch_movielens
 from recsys.data.matrix import InteractionData
+from tests.receivers import SmtpReceiver, WebhookReceiver, self_signed_cert
 
 N_USERS = 20
 N_ITEMS = 20
@@ -210,3 +211,24 @@ def bundle_dir(small_model: SimpleNamespace, tmp_path_factory: pytest.TempPathFa
     path = tmp_path_factory.mktemp("bento") / "bundle"
     small_model.result.recommender.save(path)
     return path
+
+
+# -- real receivers (tests/receivers.py) ---------------------------------------------------------------------
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    """An HTTP server on a free loopback port recording JSON posts (programmable faults: see its class)."""
+    with WebhookReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def smtp_receiver() -> Iterator[SmtpReceiver]:
+    """A plain SMTP server (aiosmtpd) on a free loopback port recording every accepted e-mail."""
+    with SmtpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="session")
+def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (PEM files)."""
+    return self_signed_cert(tmp_path_factory.mktemp("tls"))

@@ -10,7 +10,21 @@ from typing import Annotated
 
 import typer
 
-from recsys.cli import ab, config, data, drift, evaluate, monitor, registry, serve, simulate, train, tune, validate
+from recsys.cli import (
+    ab,
+    config,
+    data,
+    drift,
+    evaluate,
+    monitor,
+    notify,
+    registry,
+    serve,
+    simulate,
+    train,
+    tune,
+    validate,
+)
 from recsys.runtime import prepare_process
 
 app = typer.Typer(help="Two-stage content recommender on MovieLens-100K, replayed week by week.",
@@ -20,6 +34,7 @@ app.add_typer(registry.app, name="registry")
 app.add_typer(config.app, name="config")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(ab.app, name="ab")
+app.add_typer(notify.app, name="notify")
 app.command()(validate.validate)
 app.command()(train.train)
 app.command()(tune.tune)

@@ -92,7 +92,9 @@ class DriftResult(StageResult):
 
 
 def drift(settings: Settings, params: DriftParams, *, reporter: Reporter = SILENT) -> DriftResult:
-    """Check the window against the champion's reference; write the report and ``latest.json``."""
+    """Check the window against the champion's reference; write the report and ``latest.json``; on drift, send
+    a ``drift_detected`` notification (deduplicated per model version, see :mod:`recsys.notify`)."""
+    from recsys import notify
     from recsys.monitoring import drift as report
     from recsys.monitoring.drift import VOTING
     from recsys.monitoring.reference import ReferenceFileError, load_reference
@@ -108,6 +110,7 @@ def drift(settings: Settings, params: DriftParams, *, reporter: Reporter = SILEN
         lap = now
 
     cfg = params.config
+    sender = notify.notifier(settings)  # first: a misconfigured channel fails before any work
     version, alias = params.version, None
     if params.bundle is not None:
         bundle = params.bundle
@@ -170,7 +173,16 @@ def drift(settings: Settings, params: DriftParams, *, reporter: Reporter = SILEN
                          skipped=found.skipped, report_html=html, report_json=js, result_path=out_dir / LATEST,
                          seconds=round(time.perf_counter() - t0, 3), timings=timings, **common)
     _write(result, folder)
+    if detected:
+        sender.event("drift_detected", result.model_dump(mode="json", include=_NOTIFIED),
+                     model_name=result.model_name, version=result.model_version)
+    sender.close()
     return result
+
+
+_NOTIFIED = {"share", "share_threshold", "drifted", "reason", "window_start", "window_end", "rows", "users",
+             "report_html", "model_alias"}
+"""The result's fields a drift notification carries."""
 
 
 def _window(params: DriftParams, traffic: Path, out_dir: Path) -> tuple[datetime, datetime]:

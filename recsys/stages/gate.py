@@ -23,7 +23,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -36,6 +36,9 @@ from recsys.schema import CHALLENGER
 from recsys.settings import Settings
 from recsys.stages.base import SILENT, Reporter, StageResult
 from recsys.stages.inputs import TrainingData, load_training_data
+
+if TYPE_CHECKING:
+    from recsys.notify import Notifier
 
 
 class GateParams(BaseModel):
@@ -103,7 +106,12 @@ class GateResult(StageResult):
 
 def gate(settings: Settings, params: GateParams, *, reporter: Reporter = SILENT,
          data: TrainingData | None = None) -> GateResult:
-    """Gate ``params.version`` (see the module docstring) and act on the verdict under ``params.policy``."""
+    """Gate ``params.version`` (see the module docstring) and act on the verdict under ``params.policy``.
+
+    The outcome is notified with the decision's numbers: ``promoted``, ``approval_requested`` or
+    ``gate_rejected`` (the notifier is built first, so a misconfigured channel fails before any work).
+    """
+    from recsys import notify
     from recsys.registry.service import alias_version
 
     name, uri = settings.model_name, settings.mlflow_uri
@@ -115,6 +123,7 @@ def gate(settings: Settings, params: GateParams, *, reporter: Reporter = SILENT,
     reporter.note(data.source)
     reporter.note(f"gating {name} v{version} on weeks {week - params.horizon}..{week - 1} "
                   f"(policy {params.policy}{', refit' if params.refit else ''}) …")
+    sender = notify.notifier(settings)
     audit = AuditLog(settings.audit_db_url)
     try:
         report, config = _evaluate(settings, data, version, week, params)
@@ -122,11 +131,13 @@ def gate(settings: Settings, params: GateParams, *, reporter: Reporter = SILENT,
         if report.decision.passed and params.refit:
             refit = _refit(settings, data, version, week, config, reporter)
             report.refit = refit
-        report.outcome = _apply(settings, audit, version, report, params, refit)
+        report.outcome = _apply(settings, audit, version, report, params, refit, sender)
+        path = _record(settings, report)
+        target = None if report.outcome == "rejected by gate" else (refit.version if refit else version)
+        _notify_outcome(sender, report, target)
     finally:
         audit.close()
-    path = _record(settings, report)
-    target = None if report.outcome == "rejected by gate" else (refit.version if refit else version)
+        sender.close()
     return GateResult(outcome=report.outcome, model=name, version=version, target=target, report=report,
                       report_path=path)
 
@@ -205,15 +216,33 @@ def _refit(settings: Settings, data: TrainingData, version: int, week: int, conf
     return RefitInfo(version=trained.version, as_of_week=week, run_key=trained.run_key)
 
 
+def _gate_facts(report: GateReport) -> dict[str, Any]:
+    """What a notification about this decision carries: the verdict with every check's numbers, the policy,
+    the evaluated version's run and the window."""
+    return {"decision": report.decision.to_dict(), "policy": report.policy, "run_id": report.challenger.run_id,
+            "evaluated_version": report.challenger.version, "window": report.window.model_dump(mode="json"),
+            "champion": None if report.champion is None else report.champion.version}
+
+
 def _apply(settings: Settings, audit: AuditLog, version: int, report: GateReport, params: GateParams,
-           refit: RefitInfo | None) -> GateOutcome:
+           refit: RefitInfo | None, sender: Notifier) -> GateOutcome:
     from recsys import notify
     from recsys.registry.service import apply_gate_decision
 
+    # a promotion is notified by the registry's hook (with its audit record), carrying the gate's numbers
     return apply_gate_decision(settings.model_name, version, report.decision, policy=params.policy, audit=audit,
                                tracking_uri=settings.mlflow_uri, actor=params.actor or settings.actor,
-                               notify=notify.registry_hook(notify.channels(settings)),
+                               notify=notify.registry_hook(sender, extra={"gate": _gate_facts(report)}),
                                act_on=None if refit is None else refit.version)
+
+
+def _notify_outcome(sender: Notifier, report: GateReport, target: int | None) -> None:
+    """An approval request or a rejection (a promotion was notified when the alias moved)."""
+    if report.outcome == "pending":
+        sender.event("approval_requested", _gate_facts(report), model_name=report.model, version=target)
+    elif report.outcome == "rejected by gate":
+        sender.event("gate_rejected", _gate_facts(report), model_name=report.model,
+                     version=report.challenger.version)
 
 
 def _record(settings: Settings, report: GateReport) -> Path:

@@ -37,12 +37,15 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 def monitor_ctr(settings: ServingSettings, params: CtrParams, *, reporter: Reporter = SILENT) -> CtrResult:
-    """Check every version seen in the window; ``performance_degraded`` when one of them is degraded."""
+    """Check every version seen in the window; ``performance_degraded`` when one of them is degraded, and then
+    a ``ctr_degraded`` notification per degraded version (deduplicated per model, version and variant)."""
+    from recsys import notify
     from recsys.experiments.attribution import read_impressions
     from recsys.monitoring.ctr import check_ctr
     from recsys.serving.feedback import FeedbackStore
 
     cfg = params.config
+    sender = notify.notifier(settings)  # first: a misconfigured channel fails before any work
     until = _utc(params.until)
     impressions = read_impressions(settings.assignment_path, None, until)
     if not impressions:
@@ -65,4 +68,12 @@ def monitor_ctr(settings: ServingSettings, params: CtrParams, *, reporter: Repor
     tmp = latest.with_suffix(".tmp")
     tmp.write_text(report.model_dump_json(indent=2))
     tmp.replace(latest)
+    try:
+        for check in report.versions:
+            if check.status == "degraded":
+                sender.event("ctr_degraded", {**check.model_dump(mode="json"), "start": report.start.isoformat(),
+                                              "end": report.end.isoformat()},
+                             model_name=settings.model_name, version=check.version)
+    finally:
+        sender.close()
     return CtrResult(report=report, performance_degraded=report.performance_degraded, latest_path=latest)

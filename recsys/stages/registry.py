@@ -59,9 +59,10 @@ def release(settings: Settings, params: ReleaseParams) -> RegistryMove:
 
     if params.action != "promote" and not (params.by and params.reason):
         raise StageError(f"{params.action} needs who decides (--by) and why (--reason)")
-    hook = notify.registry_hook(notify.channels(settings))
+    sender = notify.notifier(settings)
+    hook = notify.registry_hook(sender)
     actor = params.by or settings.actor
-    with _registry(settings) as (uri, audit):
+    with contextlib.closing(sender), _registry(settings) as (uri, audit):
         name = settings.model_name
         if params.action == "promote":
             record = service.promote(name, params.version, actor=actor, reason=params.reason, audit=audit,
@@ -71,6 +72,7 @@ def release(settings: Settings, params: ReleaseParams) -> RegistryMove:
                                      tracking_uri=uri, notify=hook)
         else:
             record = service.reject(name, params.version, by=actor, reason=str(params.reason), audit=audit)
+            hook(record.to_dict())  # a human's rejection: the hook never raises
     return _moved(record)
 
 
@@ -85,10 +87,11 @@ def rollback(settings: Settings, params: RollbackParams) -> RegistryMove:
     from recsys import notify
     from recsys.registry import service
 
-    with _registry(settings) as (uri, audit):
+    sender = notify.notifier(settings)
+    with contextlib.closing(sender), _registry(settings) as (uri, audit):
         record = service.rollback(settings.model_name, to_version=params.to, actor=params.by or settings.actor,
                                   reason=params.reason, audit=audit, tracking_uri=uri,
-                                  notify=notify.registry_hook(notify.channels(settings)))
+                                  notify=notify.registry_hook(sender))
     return _moved(record)
 
 

@@ -28,7 +28,7 @@ from recsys import notify
 from recsys import schema as S
 from recsys.data.load import load_movielens
 from recsys.data.replay import ReplayClock, interactions_of_week
-from recsys.notify import Channel, Notification, dispatch
+from recsys.notify import Channel, Notifier
 from recsys.settings import Settings
 from recsys.validation import store
 from recsys.validation.gx_runner import GxRunner, SuiteRun
@@ -176,18 +176,15 @@ def _runner(settings: Settings) -> GxRunner:
 
 
 def _quarantine_and_notify(settings: Settings, outcome: ValidationOutcome, result: dict[str, Any],
-                           channels: list[Channel] | None) -> None:
+                           sender: Notifier) -> None:
     summary = render_summary(outcome.week, outcome.source_path, outcome.failed, rows=outcome.rows,
                              error=outcome.error, notes=outcome.notes)
     outcome.quarantine_path = store.quarantine(settings, outcome.week, outcome.source_path, result, summary)
-    what = "unreadable file" if outcome.error else ", ".join(outcome.failed_checks)
-    note = Notification(event="batch_quarantined", severity="warning",
-                        title=f"week {outcome.week:02d} batch quarantined: {what}", body=summary,
-                        details={"week": outcome.week, "quarantine_path": str(outcome.quarantine_path),
-                                 "source_path": str(outcome.source_path) if outcome.source_path else None,
-                                 "rows": outcome.rows, "failed_checks": outcome.failed_checks,
-                                 "error": outcome.error, "run_id": outcome.run_id})
-    dispatch(note, channels if channels is not None else notify.channels(settings))
+    sender.event("batch_quarantined", {
+        "week": outcome.week, "quarantine_path": str(outcome.quarantine_path),
+        "source_path": str(outcome.source_path) if outcome.source_path else None, "rows": outcome.rows,
+        "failed_checks": outcome.failed_checks, "error": outcome.error, "run_id": outcome.run_id,
+        "data_docs": str(outcome.data_docs) if outcome.data_docs else None}, body=summary)
 
 
 def validate_week(settings: Settings, week: int, *, now: int | datetime | None = None,
@@ -195,10 +192,20 @@ def validate_week(settings: Settings, week: int, *, now: int | datetime | None =
     """Validate the incoming batch of ``week``; accept it into the store or quarantine it (see module doc).
 
     ``now`` (unix seconds or an aware datetime; default: the wall clock) bounds the timestamps from above.
-    ``channels`` default to :func:`recsys.notify.channels`. Raises BatchFileError only when the week's
+    ``channels`` default to :func:`recsys.notify.channels` (built first: a misconfigured channel fails before
+    anything is read, naming the variable). Raises BatchFileError only when the week's
     folder holds no batch file at all (nothing to quarantine); an unreadable file gives a failed outcome.
     """
     started = time.perf_counter()
+    sender = notify.notifier(settings, channels)
+    try:
+        return _validate_week(settings, week, now, sender, reference, started)
+    finally:
+        sender.close()
+
+
+def _validate_week(settings: Settings, week: int, now: int | datetime | None, sender: Notifier,
+                   reference: Reference | None, started: float) -> ValidationOutcome:
     now_ts = int(now.timestamp()) if isinstance(now, datetime) else (int(time.time()) if now is None else int(now))
     ref = reference or load_reference(settings.raw_dir)
     ref.clock.check_week(week)
@@ -212,7 +219,7 @@ def validate_week(settings: Settings, week: int, *, now: int | datetime | None =
     except BatchFileError as exc:
         outcome.error = str(exc)
         outcome.data_docs = runner.docs_index
-        _quarantine_and_notify(settings, outcome, {"success": False, "error": str(exc), "week": week}, channels)
+        _quarantine_and_notify(settings, outcome, {"success": False, "error": str(exc), "week": week}, sender)
         outcome.seconds = time.perf_counter() - started
         return outcome
 
@@ -229,7 +236,7 @@ def validate_week(settings: Settings, week: int, *, now: int | datetime | None =
         outcome.store_path = store.accept(settings, week, batch, run_id=outcome.run_id)
     else:
         result = {"success": False, "week": week, "suites": {r.name: r.raw for r in check.runs}}
-        _quarantine_and_notify(settings, outcome, result, channels)
+        _quarantine_and_notify(settings, outcome, result, sender)
     outcome.seconds = time.perf_counter() - started
     return outcome
 

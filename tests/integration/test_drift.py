@@ -135,6 +135,14 @@ def test_a_shifted_context_is_drift(checked: SimpleNamespace) -> None:
     result = run_check(checked, rows, "context")
     assert result.status == "drift" and result.drift_detected
     assert HOUR_OFFSET in [c.column for c in result.drifted]
+    # the verdict is notified with its numbers (the default channels: outbox, log)
+    outbox = checked.root / "context" / "var" / "notifications" / "outbox.jsonl"
+    [note] = [json.loads(line) for line in outbox.read_text().splitlines()]
+    facts = {f["label"]: f["value"] for f in note["facts"]}
+    assert note["event"] == "drift_detected" and note["severity"] == "warning"
+    assert facts["Drift share"] == f"{result.share:.2f} (threshold {result.share_threshold:.2f})"
+    assert HOUR_OFFSET in facts["Drifted columns"]
+    assert {link["label"]: link["url"] for link in note["links"]}["Drift report"] == str(result.report_html)
 
 
 def test_a_window_of_students_only_is_drift(checked: SimpleNamespace) -> None:

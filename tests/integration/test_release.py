@@ -142,8 +142,17 @@ def test_rollback_returns_to_the_previous_champion_and_notifies(life: SimpleName
     assert "champion v3 → v1" in life.out["rollback"].stdout
     assert int(life.client.get_model_version_by_alias(MODEL, "champion").version) == 1
     outbox = [json.loads(line) for line in (life.var / "notifications" / "outbox.jsonl").read_text().splitlines()]
-    assert [n["event"] for n in outbox] == ["promoted", "promoted", "rolled_back"]
+    assert [n["event"] for n in outbox] == ["promoted", "gate_rejected", "approval_requested", "promoted",
+                                            "rolled_back"]
     assert outbox[-1]["severity"] == "warning" and "canary alert" in outbox[-1]["body"]
+    facts = [{f["label"]: f["value"] for f in n["facts"]} for n in outbox]
+    # the gate's outcomes carry its numbers: the NDCG delta and CI, the verdict, what failed
+    assert facts[0]["Decision"] == "promote" and facts[0]["Delta"].startswith(("+", "-"))
+    assert facts[1]["Decision"] == "reject" and "latency" in facts[1]["Failed checks"]
+    assert outbox[2]["version"] == 3 and "recsys registry approve --version 3" in outbox[2]["body"]
+    assert "(refit of v2)" in facts[2]["Version"]
+    assert all(n["dedup_key"] and n["id"] for n in outbox)
+    assert any(link["url"].endswith("rolled-back.md") for link in outbox[-1]["links"])
 
 
 def test_history_records_the_whole_cycle(life: SimpleNamespace) -> None:

@@ -108,7 +108,11 @@ def test_promote_then_rollback_move_the_alias_and_say_so(slice_: SimpleNamespace
     assert events == [("registered", 1), ("gate_decision", 1), ("promoted", 1), ("registered", 2),
                       ("promoted", 2), ("rolled_back", 1)]
     outbox = slice_.settings.outbox_path.read_text().splitlines()
-    assert [json.loads(line)["event"] for line in outbox] == ["promoted", "promoted", "rolled_back"]
+    notes = [json.loads(line) for line in outbox]
+    assert [n["event"] for n in notes] == ["promoted", "promoted", "rolled_back"]
+    # the gate's promotion carries the decision (first model: against the best generator), the CLI's does not
+    assert notes[0]["details"]["gate"]["decision"]["verdict"] == "promote" and "gate" not in notes[1]["details"]
+    assert {f["label"] for f in notes[0]["facts"]} >= {"Metric", "Delta", "95% CI", "Decision"}
 
 
 def test_approve_without_a_reason_is_refused_before_anything_moves(slice_: SimpleNamespace) -> None:

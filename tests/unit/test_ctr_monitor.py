@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from recsys.experiments.attribution import Impression
 from recsys.monitoring.ctr import CtrConfig, check_ctr
@@ -66,3 +68,40 @@ def test_immature_impressions_are_left_out() -> None:
     end = imps[-1].ts + timedelta(minutes=1)  # the last hour of impressions may still get clicks
     (check,) = check_ctr(imps, ev, imps[-400].ts, end, CFG).versions
     assert check.impressions == 400 - 60
+
+
+def test_the_stage_notifies_a_degraded_version_once_per_dedup_period(tmp_path: Path) -> None:
+    """``monitor_ctr`` over real files: the assignment log and the feedback store; the drop is notified with its
+    numbers, and the same check again (a monitor running every few minutes) is suppressed, not sent twice."""
+    from recsys.serving.feedback import FeedbackEvent, FeedbackStore
+    from recsys.settings import ServingSettings
+    from recsys.stages.monitor import CtrParams, monitor_ctr
+
+    imps, events = _traffic([(500, 0.1), (1000, 0.05)], version=3)
+    settings = ServingSettings(var_dir=tmp_path / "var", notify=["outbox"])
+    folder = settings.assignment_path
+    folder.mkdir(parents=True)
+    with (folder / f"assignments-{T0:%Y%m%d}.jsonl").open("w") as fh:
+        for imp in imps:
+            fh.write(json.dumps({"ts": imp.ts.isoformat(), "request_id": imp.request_id, "user_id": imp.user_id,
+                                 "variant": imp.variant, "alias": imp.alias, "version": imp.version,
+                                 "fallback": imp.fallback, "items": list(imp.items)}) + "\n")
+    store = FeedbackStore(settings.feedback_db_url)
+    for ev in events:
+        store.record(FeedbackEvent(event_id=ev.event_id, request_id=ev.request_id, user_id=ev.user_id,
+                                   item_id=ev.item_id, event=ev.event, ts=ev.ts, variant=ev.variant))
+    store.close()
+    start, end = _window(imps, 1000)
+    params = CtrParams(since=start, until=end, config=CFG)
+    first, again = monitor_ctr(settings, params), monitor_ctr(settings, params)
+    assert first.performance_degraded and again.performance_degraded
+    [note] = [json.loads(line) for line in settings.outbox_path.read_text().splitlines()]
+    (check,) = first.report.versions
+    facts = {f["label"]: f["value"] for f in note["facts"]}
+    assert note["event"] == "ctr_degraded" and note["version"] == 3 and note["severity"] == "warning"
+    assert facts["CTR"] == f"{check.ctr:.1%}" and facts["Baseline CTR"] == f"{check.baseline_ctr:.1%}"
+    assert facts["Relative drop"] == f"{check.relative_drop:.1%}" and facts["Variant / version"] == "champion / v3"
+    from recsys.notify import NotificationStore
+
+    stored = NotificationStore(settings.notify_db_url).recent()
+    assert [n.suppressed_by for n in stored] == [note["id"], None]  # the repeat is recorded as suppressed
