@@ -37,7 +37,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900),
 
 MODEL = "content-ranker"
 DOWN = "RecsysServiceDown"
-SHADOW = {"name": "shadowing", "salt": "e2e", "variants": {"champion": 1.0}, "shadow": "challenger"}
+SHADOW = {"name": "shadowing", "salt": "e2e", "variants": {"champion": 1.0}, "shadow": "challenger",
+          "shadow_share": 1.0}
 AB = {"name": "alert-path-ab", "salt": "e2e", "variants": {"champion": 0.5, "challenger": 0.5}}
 
 
@@ -149,6 +150,7 @@ def _wait_notices(smtp: SmtpReceiver, slack: WebhookReceiver, alert: str, status
 def test_a_dead_service_pages_by_email_and_slack_resolves_and_every_panel_has_data(
         small_model: SimpleNamespace, registry: SimpleNamespace, bento_server: BentoServerFactory,
         tmp_path: Path) -> None:
+    from recsys.monitoring.ctr import CtrConfig
     from recsys.monitoring.panels import panel_queries, run_queries
     from recsys.settings import ServingSettings
     from recsys.stages.drift import DriftParams, drift
@@ -196,8 +198,10 @@ def test_a_dead_service_pages_by_email_and_slack_resolves_and_every_panel_has_da
                                                              "attribution_window": timedelta(seconds=1)}))
             assert live.metrics.impressions == report["answers_before_fault"] + report["answers_after_restart"]
             assert live.metrics.srm_ok is not None
-            ctr = monitor_ctr(settings, CtrParams())
-            assert ctr.report.versions
+            # short attribution windows: the traffic is seconds old (the defaults are an hour and 30 minutes)
+            ctr = monitor_ctr(settings, CtrParams(config=CtrConfig(attribution_minutes=0.02, baseline_impressions=100,
+                                                                   min_impressions=50)))
+            assert any(v.ctr is not None for v in ctr.report.versions), ctr.report
             checked = drift(settings, DriftParams(last=timedelta(hours=1)))
             assert checked.share is not None, checked.reason  # a verdict, so the drift panels have a number
             time.sleep(8)  # the service's metrics loop (5 s) and a scrape
