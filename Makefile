@@ -12,6 +12,8 @@ DEMO_SIM_ARGS ?=
 DRILL_WEEK ?= 31
 DEMO_SERVE ?= 1
 PORT ?= 3000
+PROMETHEUS_PORT ?= 9090
+ALERTMANAGER_PORT ?= 9093
 PYTEST_ARGS ?=
 # The tests reuse the wheel `make data` downloaded instead of fetching their own copy.
 export RECSYS_TEST_CACHE ?= $(CURDIR)/data/cache
@@ -26,11 +28,11 @@ COMPILED := $(VENV)/.compiled
 RECSYS := $(BIN)/recsys
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data demo loop serve bento repro unit test test-slow test-all lint bench lock bento-lock clean
+.PHONY: help setup data demo loop serve monitoring bento repro unit test test-slow test-all lint bench lock bento-lock clean
 
 help: ## Show the targets
 	@echo "Usage: make <target>   (PYTHON=$(PYTHON), VENV=$(VENV))"
-	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: $(STAMP) $(COMPILED) ## Create the venv and install the pinned requirements + recsys (skipped when up to date)
 
@@ -90,7 +92,7 @@ demo: setup data ## Pipeline end to end (validate, drill, train, gate, promote, 
 	@echo "  Data Docs        var/validation/data_docs/index.html"
 	@echo "  model bundles    var/models/week=WW/ (manifest.json, metrics.json)"
 	@echo "  gate decisions   var/registry/decisions/*.json   audit log: $(RECSYS) registry history"
-	@echo "  notifications    var/notifications/outbox.jsonl"
+	@echo "  notifications    $(RECSYS) notify list   (stored in var/notifications/notifications.db; RECSYS_NOTIFY adds slack, email)"
 	@echo "  RecBole protocol var/reports/recbole.json"
 	@echo "  MLflow UI        $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/var/mlflow/mlflow.db --port 5000"
 	@echo "                   then open http://127.0.0.1:5000 (runs, plots, the content-ranker registry)"
@@ -107,16 +109,28 @@ loop: setup data ## Serve champion vs challenger (configs/ab-demo.yaml), replay 
 	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
 	$(RECSYS) simulate --url http://127.0.0.1:$(PORT) --wait 180 --rate $(DEMO_RATE) $(DEMO_SIM_ARGS) || exit 1; \
 	$(RECSYS) monitor ctr || exit 1; \
+	$(RECSYS) monitor live --window-minutes 1440 || exit 1; \
 	$(RECSYS) ab report || exit 1; \
 	$(RECSYS) drift --last 28d || exit 1; \
 	echo; echo "  A/B report       var/reports/ab/demo-ab/<end>/report.html (and ctr.png); decide: $(RECSYS) ab decide"; \
 	echo "  drift report     var/monitoring/drift/<time>/report.html; CTR check: var/monitoring/ctr/latest.json"; \
 	if [ "$(DEMO_SERVE)" = "1" ]; then \
+	  if command -v prometheus >/dev/null 2>&1; then \
+	    $(RECSYS) monitor stack --target 127.0.0.1:$(PORT) --prometheus-port $(PROMETHEUS_PORT) \
+	      --alertmanager-port $(ALERTMANAGER_PORT) & mon=$$!; \
+	    trap 'kill $$pid $$mon 2>/dev/null; wait $$pid $$mon 2>/dev/null' EXIT; \
+	    echo "  Prometheus       http://127.0.0.1:$(PROMETHEUS_PORT)/alerts (the rules of monitoring/prometheus)"; \
+	    echo "  Alertmanager     http://127.0.0.1:$(ALERTMANAGER_PORT) (e-mail/Slack: RECSYS_SMTP_*, RECSYS_SLACK_WEBHOOK_URL)"; \
+	  else echo "  (Prometheus is not installed: make monitoring-tools, then make monitoring)"; fi; \
 	  echo; echo "The service keeps running on http://127.0.0.1:$(PORT) (Ctrl-C stops it; make demo DEMO_SERVE=0 skips it)"; \
 	  wait $$pid; fi
 
 serve: setup ## Run the recommendation service (BentoML) on the registry champion, port 3000 (PORT=N)
 	$(RECSYS) serve --port $(PORT)
+
+monitoring: setup monitoring-tools ## Prometheus (:9090, the rules) and Alertmanager (:9093) watching the service on PORT
+	$(RECSYS) monitor stack --target 127.0.0.1:$(PORT) --prometheus-port $(PROMETHEUS_PORT) \
+	  --alertmanager-port $(ALERTMANAGER_PORT)
 
 bento: setup ## Build the Bento with the champion baked in (no Docker needed; `bentoml containerize` needs it)
 	$(RECSYS) bake --out bentos/bundle
@@ -129,13 +143,15 @@ repro: setup ## DVC pipeline (dvc.yaml, params.yaml): runs only the stages whose
 unit: setup ## Fast gate: tests/unit + tests/conformance (no data, no servers; seconds)
 	$(BIN)/python -m pytest -q tests/unit tests/conformance $(PYTEST_ARGS)
 
-# promtool and amtool for tests/monitoring (Debian's packages; CI runs as root). Without root and without the
-# tools those tests skip. Only the binaries are wanted: a daemon the package's install started is stopped.
+# Prometheus, Alertmanager, promtool and amtool (Debian's packages; CI runs as root) for `make monitoring` and the
+# tests of monitoring/. Without root and without them those tests skip. Only the binaries are wanted: a daemon the
+# package's install started is stopped.
 .PHONY: monitoring-tools
-monitoring-tools: ## Install promtool and amtool (apt-get, as root) unless they are on PATH
-	@if command -v promtool >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1; then :; \
+monitoring-tools: ## Install Prometheus, Alertmanager, promtool, amtool (apt-get, as root) unless on PATH
+	@if command -v promtool >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1 \
+	    && command -v prometheus >/dev/null 2>&1 && command -v prometheus-alertmanager >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" != 0 ]; then \
-	  echo "note: promtool/amtool missing and not root: tests/monitoring will skip" \
+	  echo "note: Prometheus/Alertmanager tools missing and not root: the tests that run them skip" \
 	    "(apt-get install prometheus prometheus-alertmanager)" >&2; \
 	else \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -146,10 +162,10 @@ monitoring-tools: ## Install promtool and amtool (apt-get, as root) unless they 
 test: setup data monitoring-tools ## The test suite without the slow tests (unit to real servers)
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-test-slow: setup data ## Only the slow tests (DVC end to end, every real week, a real bentoml serve)
+test-slow: setup data monitoring-tools ## Only the slow tests (DVC end to end, every real week, a real bentoml serve)
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
-test-all: setup data ## Every test, including the slow ones
+test-all: setup data monitoring-tools ## Every test, including the slow ones
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: setup ## ruff, mypy (recsys, bentos, benchmarks) and the layering contract (import-linter)

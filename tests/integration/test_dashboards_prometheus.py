@@ -171,8 +171,8 @@ def service() -> Iterator[tuple[SyntheticService, str]]:
 
 @pytest.fixture(scope="module")
 def prometheus(service: tuple[SyntheticService, str]) -> Iterator[str]:
-    config = ("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n"
-              f"  - job_name: recsys\n    static_configs:\n      - targets: ['{service[1]}']\n")
+    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+              "scrape_configs": [{"job_name": "recsys", "static_configs": [{"targets": [service[1]]}]}]}
     with prometheus_server(config) as url:
         wait_for_samples(url, "recsys_registry_up", 5)
         yield url

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -22,6 +21,8 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+
+from tests.receivers import free_port
 
 BENTOS = Path(__file__).resolve().parents[2] / "bentos"
 ADMIN_TOKEN = "test-admin-token"
@@ -77,12 +78,6 @@ def client(service_module: object) -> Iterator[object]:
 
 
 # -- a real server ---------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def process_tree(pid: int) -> list[psutil.Process]:
     """A process and all its descendants (empty once it is gone)."""
     try:

@@ -6,19 +6,21 @@ the service logged, and every panel of every dashboard is asked for data from wh
 
 Only timings are the test's own: Prometheus scrapes and evaluates every second, the alert's ``for:`` is 2 s
 (its expression is the repository's), Alertmanager groups for 1 s. The measured delays are printed and written to
-``<tmp>/alert-path.json``.
+``<tmp>/alert-path.json``. With ``RECSYS_RENDER_DASHBOARDS=DIR`` the dashboards are also drawn from this run's
+Prometheus into ``DIR/<uid>.png`` (the pictures in docs/monitoring.md come from there).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -151,7 +153,8 @@ def test_a_dead_service_pages_by_email_and_slack_resolves_and_every_panel_has_da
         small_model: SimpleNamespace, registry: SimpleNamespace, bento_server: BentoServerFactory,
         tmp_path: Path) -> None:
     from recsys.monitoring.ctr import CtrConfig
-    from recsys.monitoring.panels import panel_queries, run_queries
+    from recsys.monitoring.live import LiveConfig
+    from recsys.monitoring.panels import panel_queries, render_panels, run_queries
     from recsys.settings import ServingSettings
     from recsys.stages.drift import DriftParams, drift
     from recsys.stages.live import LiveParams, monitor_live
@@ -164,6 +167,7 @@ def test_a_dead_service_pages_by_email_and_slack_resolves_and_every_panel_has_da
            "RECSYS_COMPILE_TREES": "false"}
     port = free_port()
     report: dict[str, Any] = {}
+    began = datetime.now(UTC)
     with SmtpReceiver() as smtp, WebhookReceiver() as slack, \
             monitoring(tmp_path, f"127.0.0.1:{port}", smtp, slack) as (prom, manager):
         # phase 1: the champion serves, the challenger is scored in the shadow
@@ -192,10 +196,10 @@ def test_a_dead_service_pages_by_email_and_slack_resolves_and_every_panel_has_da
             assert len(_notices(smtp, slack, DOWN, "firing")[0]) == 1  # paged once, not repeated
 
             # the monitoring stages on what the service logged; the service exports their verdicts
-            settings = ServingSettings(var_dir=var, tracking_uri=registry.uri,  # type: ignore[call-arg]
+            settings = ServingSettings(var_dir=var, tracking_uri=registry.uri,
                                        feedback_url=env["RECSYS_FEEDBACK_URL"], experiment=json.dumps(AB))
-            live = monitor_live(settings, LiveParams(config={"window": timedelta(hours=1),  # type: ignore[arg-type]
-                                                             "attribution_window": timedelta(seconds=1)}))
+            live = monitor_live(settings, LiveParams(config=LiveConfig(window=timedelta(hours=1),
+                                                                       attribution_window=timedelta(seconds=1))))
             assert live.metrics.impressions == report["answers_before_fault"] + report["answers_after_restart"]
             assert live.metrics.srm_ok is not None
             # short attribution windows: the traffic is seconds old (the defaults are an hour and 30 minutes)
@@ -205,8 +209,12 @@ def test_a_dead_service_pages_by_email_and_slack_resolves_and_every_panel_has_da
             checked = drift(settings, DriftParams(last=timedelta(hours=1)))
             assert checked.share is not None, checked.reason  # a verdict, so the drift panels have a number
             time.sleep(8)  # the service's metrics loop (5 s) and a scrape
-            queries = panel_queries(Path(__file__).resolve().parents[2] / "monitoring" / "grafana" / "dashboards")
+            dashboards = Path(__file__).resolve().parents[2] / "monitoring" / "grafana" / "dashboards"
+            queries = panel_queries(dashboards)
             outcomes = run_queries(prom.url, queries, substitutions={"__rate_interval": "5m", "__range": "15m"})
+            if os.environ.get("RECSYS_RENDER_DASHBOARDS"):
+                render_panels(prom.url, dashboards, Path(os.environ["RECSYS_RENDER_DASHBOARDS"]), start=began,
+                              end=datetime.now(UTC), step=2, substitutions={"__rate_interval": "20s"})
         empty = [f"{o.query.dashboard} / {o.query.panel} [{o.query.ref_id}]: {o.error or 'no data'} ({o.sent})"
                  for o in outcomes if not o.has_data]
         report["panels"] = len({(o.query.dashboard_uid, o.query.panel_id) for o in outcomes})

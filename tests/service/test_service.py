@@ -713,3 +713,32 @@ def test_bentoml_serve_subprocess(bento_server: Any, known_users: list[int], tmp
         store = FeedbackStore(server.env["RECSYS_FEEDBACK_URL"])
         assert all(store.get(event_id) is not None for event_id in acked) and store.count() == 40
         store.close()
+
+
+def test_a_failed_swap_counts_and_tells_people(client: Any, service_env: dict[str, str], tmp_path: Path,
+                                               wait_until: Any) -> None:
+    """A bundle that cannot load keeps the champion serving, counts as a failed swap and is notified (the store
+    holds it with its delivery state: the default channels are the outbox file and the log)."""
+    from recsys.notify import NotificationStore
+    from recsys.ranking.recommender import BundleError
+    from recsys.settings import ServingSettings
+
+    service = _service()
+    before = _value(_samples(client), "recsys_model_swaps_total", outcome="failed")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "manifest.json").write_text("{}")
+    with pytest.raises(BundleError):
+        service.manager.load_bundle(broken, alias="challenger", version=41)
+    service.sync_metrics()
+    assert _value(_samples(client), "recsys_model_swaps_total", outcome="failed") == before + 1
+    assert client.post("/predict", json={"user_id": 1}).status_code == 200  # the champion still serves
+    store = NotificationStore(ServingSettings(var_dir=Path(service_env["RECSYS_VAR_DIR"])).notify_db_url)
+
+    def notified() -> list[Any]:
+        return [n for n in store.recent(limit=50) if n.event == "model_swap_failed" and n.version == 41]
+
+    wait_until(notified)
+    (note,) = notified()
+    assert note.severity == "critical" and {d.channel for d in note.deliveries} == {"outbox", "log"}
+    store.close()
