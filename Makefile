@@ -73,7 +73,7 @@ $(STAMP): requirements.txt pyproject.toml
 data: setup ## Fetch MovieLens-100K (recbole==1.2.1 wheel from PyPI, cached and checksummed)
 	$(RECSYS) data fetch
 
-demo: setup data ## Pipeline end to end (validate, drill, train, gate, promote, evaluate), then the live loop (`make loop`)
+demo: setup data monitoring-tools ## Pipeline end to end (validate, drill, train, gate, promote, evaluate), then the live loop (`make loop`)
 	$(RECSYS) data replay --all
 	$(RECSYS) validate --all
 	@echo "failure drill: corrupt week $(DRILL_WEEK)'s batch; validation must quarantine it and keep the store as it was"
