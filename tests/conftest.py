@@ -147,6 +147,34 @@ def wait_until() -> Callable[..., None]:
     return wait
 
 
+# -- the machine's PostgreSQL ----------------------------------------------------------------------------------
+PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def postgres_db() -> Iterator[str]:
+    """The URL of a database created for this test on the machine's PostgreSQL (127.0.0.1:5432, trust auth) and
+    dropped after it; the test skips with a one-line reason where no server answers."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2})
+    name = f"recsys_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        admin.dispose()
+        pytest.skip(f"no PostgreSQL at 127.0.0.1:5432 ({type(exc).__name__})")
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 # -- real data ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def movielens_cache() -> Path:

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,13 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 from scipy import integrate, stats
-from sqlalchemy import create_engine, text
 
 from recsys.serving.bandit import PRIOR, BanditRefresher, BanditStore, BetaPosterior, thompson_shares
 from recsys.serving.router import Experiment, Router, stable_unit
 
 REPO = Path(__file__).resolve().parents[2]
-PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 SALT = "bandit-test"
 
 
@@ -110,23 +107,12 @@ def test_store_on_sqlite(tmp_path: Path) -> None:
         store.close()
 
 
-def test_store_on_postgres() -> None:
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2})
-    name = f"recsys_bandit_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        admin.dispose()
-        pytest.skip(f"no PostgreSQL at 127.0.0.1:5432 ({type(exc).__name__})")
-    store = BanditStore(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
+def test_store_on_postgres(postgres_db: str) -> None:
+    store = BanditStore(postgres_db)
     try:
         check_store(store)
     finally:
         store.close()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE "{name}"'))
-        admin.dispose()
 
 
 # -- the router ---------------------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -181,26 +180,12 @@ def test_store_claims_and_dedup_on_sqlite(tmp_path: Path) -> None:
         store.close()
 
 
-def test_store_claims_and_dedup_on_postgres() -> None:
-    from sqlalchemy import create_engine, text
-
-    admin_url = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2})
-    name = f"recsys_notify_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        admin.dispose()
-        pytest.skip(f"no PostgreSQL at 127.0.0.1:5432 ({type(exc).__name__})")
-    store = NotificationStore(admin_url.rsplit("/", 1)[0] + f"/{name}")
+def test_store_claims_and_dedup_on_postgres(postgres_db: str) -> None:
+    store = NotificationStore(postgres_db)
     try:
         check_claims(store)
     finally:
         store.close()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE "{name}"'))
-        admin.dispose()
 
 
 def test_a_dead_senders_claim_is_taken_over_after_the_lease(tmp_path: Path) -> None:
