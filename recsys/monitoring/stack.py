@@ -204,6 +204,7 @@ def start_prometheus(config: Mapping[str, Any], workdir: Path, port: int, *, rul
                      timeout: float = 30.0) -> Daemon:
     """Prometheus on ``127.0.0.1:port`` with ``config`` (rule documents in ``rules`` are written beside it and
     replace the config's ``rule_files``); TSDB under ``workdir``."""
+    workdir = workdir.resolve()  # the daemon runs in it: relative paths would point elsewhere
     workdir.mkdir(parents=True, exist_ok=True)
     config = dict(config)
     if rules is not None:
@@ -222,6 +223,7 @@ def start_prometheus(config: Mapping[str, Any], workdir: Path, port: int, *, rul
 
 def start_alertmanager(config: Mapping[str, Any], workdir: Path, port: int, *, timeout: float = 30.0) -> Daemon:
     """Alertmanager on ``127.0.0.1:port`` with ``config`` (no cluster: a single local instance)."""
+    workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "alertmanager.yml"
     cfg.write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
