@@ -116,11 +116,14 @@ class SlackChannel:
 
 
 # -- e-mail --------------------------------------------------------------------------------------------------
+SMTP_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+"""The SMTP port of each security mode when ``RECSYS_SMTP_PORT`` is unset (Alertmanager's routing uses it too)."""
+
+
 class EmailChannel:
     """Sends a plain-text + HTML e-mail over SMTP (``starttls``, ``ssl`` or ``none``; login when a user is set)."""
 
     name = "email"
-    _ports: ClassVar[dict[str, int]] = {"starttls": 587, "ssl": 465, "none": 25}
 
     def __init__(self, *, host: str, port: int, security: str, sender: str, to: list[str], timeout: float,
                  user: str | None = None, password: str | None = None, ca_file: Path | None = None) -> None:
@@ -138,7 +141,7 @@ class EmailChannel:
         if settings.smtp_ca_file is not None and not settings.smtp_ca_file.is_file():
             raise SettingsError(f"RECSYS_SMTP_CA_FILE: {settings.smtp_ca_file} is not a file")
         assert settings.smtp_host is not None and settings.smtp_from is not None
-        return cls(host=settings.smtp_host, port=settings.smtp_port or cls._ports[settings.smtp_security],
+        return cls(host=settings.smtp_host, port=settings.smtp_port or SMTP_PORTS[settings.smtp_security],
                    security=settings.smtp_security, sender=settings.smtp_from, to=list(settings.smtp_to),
                    timeout=settings.notify_timeout, user=settings.smtp_user,
                    password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,

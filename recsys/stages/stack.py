@@ -15,10 +15,9 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from recsys.monitoring import stack
+from recsys.notify.channels import SMTP_PORTS
 from recsys.settings import Settings, SettingsError
 from recsys.stages.base import StageError, StageResult
-
-SMTP_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 
 
 class StackParams(BaseModel):
