@@ -14,6 +14,7 @@ from these classes by :func:`reference_markdown` (a test fails when it is stale)
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -99,10 +100,20 @@ class Settings(BaseSettings):
     """Base URL where the Great Expectations Data Docs are published; unset: the local path is shown."""
     runbook_base_url: str = "docs/runbooks/"
     """Where the runbooks live (``<base><name>.md``); the default is the repository's folder."""
+    replay_start: date | None = None
+    """The Monday (UTC) a schedule's logical dates count replay weeks from (:mod:`recsys.stages.schedule`); unset: the
+    data's own week 0 (1997-09-15 for MovieLens-100K), so a backfill over the data's dates replays its history."""
     actor: str = Field("system", min_length=1, validation_alias=AliasChoices("RECSYS_ACTOR", "USER"))
     """Who registry actions are recorded as when a command names nobody (falls back to ``$USER``)."""
 
     _split_notify = field_validator("notify", "smtp_to", mode="before")(_csv)
+
+    @field_validator("replay_start")
+    @classmethod
+    def _monday(cls, value: date | None) -> date | None:
+        if value is not None and value.weekday() != 0:
+            raise ValueError(f"{value.isoformat()} is a {value:%A}: a replay week starts on a Monday")
+        return value
 
     @field_validator("notify_url", "slack_webhook_url", "smtp_host", "smtp_user", "smtp_password", "smtp_from",
                      "smtp_ca_file", "mlflow_ui_url", "data_docs_url", mode="before")

@@ -19,7 +19,9 @@ from recsys.cli import (
     monitor,
     notify,
     registry,
+    schedule,
     serve,
+    service,
     simulate,
     train,
     tune,
@@ -35,6 +37,8 @@ app.add_typer(config.app, name="config")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(ab.app, name="ab")
 app.add_typer(notify.app, name="notify")
+app.add_typer(schedule.app, name="schedule")
+app.add_typer(service.app, name="service")
 app.command()(validate.validate)
 app.command()(train.train)
 app.command()(tune.tune)

@@ -163,6 +163,9 @@ def gate(
     config: Annotated[Path | None, typer.Option(help="JSON file with TrainConfig fields (the horizon H).")] = None,
     by: Annotated[str | None, typer.Option("--by", help="Who runs the gate (default: RECSYS_ACTOR, else $USER).")
                   ] = None,
+    once: Annotated[bool, typer.Option(
+        "--once", help="Do not gate a version gated before: repeat its outcome (what a rerun of a scheduled "
+                       "retrain does).")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Score a version against the champion (or, with none, the best single generator) on held-out weeks."""
@@ -173,7 +176,7 @@ def gate(
     cfg = settings(model=model)
 
     def call() -> GateResult:
-        params = GateParams(version=version, week=week, policy=policy.value, refit=refit, actor=by,
+        params = GateParams(version=version, week=week, policy=policy.value, refit=refit, actor=by, once=once,
                             horizon=load_train_config(cfg, config).backtest.horizon,
                             gate=load_gate_config(cfg, gate_config, margin=margin,
                                                   latency_budget_ms=latency_budget_ms))
@@ -183,6 +186,10 @@ def gate(
 
     def render() -> Iterator[RenderableType]:
         report = result.report
+        if result.outcome == "already gated":
+            yield (f"{result.model}: v{result.version} was gated before ({result.previous_outcome}"
+                   f"{'' if result.target is None else f', v{result.target}'}); nothing done")
+            return
         if report is None:
             yield f"{result.model}: no version holds the alias challenger; nothing to gate"
             return

@@ -62,5 +62,6 @@ def validate(
         yield f"{result.accepted} of {len(result.outcomes)} batch(es) accepted into {result.store_dir}"
 
     emit(result, as_json, render)
-    if not result.passed:
-        raise typer.Exit(1)
+    if not result.passed:  # the one line a scheduler's task log and alert carry
+        fail("; ".join(f"week {o.week:02d} quarantined ({', '.join(o.failed_checks) or o.error or 'failed'}): "
+                       f"{o.quarantine_path}" for o in result.outcomes if not o.success))

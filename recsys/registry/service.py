@@ -37,7 +37,7 @@ from recsys.schema import CHALLENGER, CHAMPION
 
 logger = logging.getLogger(__name__)
 
-GATE_VERDICT_TAG, GATE_REASONS_TAG = "gate_verdict", "gate_reasons"
+GATE_VERDICT_TAG, GATE_REASONS_TAG, GATE_OUTCOME_TAG = "gate_verdict", "gate_reasons", "gate_outcome"
 MAX_TAG_CHARS = 5000
 """MLflow's limit on a model version tag's value."""
 MAX_REASON_CHARS = 4000
@@ -174,6 +174,21 @@ def current_champion(name: str, tracking_uri: str) -> int | None:
     return alias_version(name, CHAMPION, tracking_uri)
 
 
+def gate_outcome(name: str, version: int, tracking_uri: str) -> tuple[str, int | None] | None:
+    """What an earlier gate of ``version`` ended with (outcome, the version acted on), or None when it has not been
+    gated to the end. A version that holds ``champion`` counts as promoted (its gate may have stopped between the
+    alias move and the outcome tag)."""
+    client = client_for(tracking_uri)
+    tags = get_version(client, name, version).tags or {}
+    recorded = tags.get(GATE_OUTCOME_TAG)
+    if recorded:
+        outcome, _, target = recorded.partition(":")
+        return outcome, int(target) if target else None
+    if _alias_version(client, name, CHAMPION) == version:
+        return "promoted", version
+    return None
+
+
 def list_versions(name: str, tracking_uri: str) -> list[VersionRow]:
     """Every version of ``name``, oldest first: version, status, aliases, run id, run key and creation time."""
     client = client_for(tracking_uri)
@@ -305,15 +320,21 @@ def apply_gate_decision(name: str, version: int, decision: GateDecision, *, poli
     details = {**decision.to_dict(), "policy": policy, **({"act_on": target} if target != version else {})}
     audit.record(AuditEvent.GATE_DECISION, name, to_version=version, actor=actor,
                  reason=_truncate(summary, MAX_REASON_CHARS) or None, details=details)
+    outcome: GateOutcome
     if not decision.passed:
         logger.info("%s v%d rejected by the gate: %s", name, version, summary)
-        return "rejected by gate"
-    via = "" if target == version else f" (refit of v{version}, which passed the gate)"
-    if policy == "manual":
+        outcome = "rejected by gate"
+    elif policy == "manual":
         request_approval(name, target, {**decision.to_dict(), "evaluated_version": version}, audit, actor)
-        return "pending"
-    promote(name, target, actor=actor,
-            reason=_truncate(f"passed the promotion gate (auto policy){via}: {summary}", MAX_REASON_CHARS),
-            audit=audit, tracking_uri=tracking_uri, notify=notify,
-            details={"evaluated_version": version} if via else None)
-    return "promoted"
+        outcome = "pending"
+    else:
+        via = "" if target == version else f" (refit of v{version}, which passed the gate)"
+        promote(name, target, actor=actor,
+                reason=_truncate(f"passed the promotion gate (auto policy){via}: {summary}", MAX_REASON_CHARS),
+                audit=audit, tracking_uri=tracking_uri, notify=notify,
+                details={"evaluated_version": version} if via else None)
+        outcome = "promoted"
+    # last: what a rerun of the same gate (``gate --once``) finds and repeats instead of acting twice
+    acted = "" if outcome == "rejected by gate" else str(target)
+    with_retries(partial(client.set_model_version_tag, name, str(version), GATE_OUTCOME_TAG, f"{outcome}:{acted}"))
+    return outcome

@@ -49,6 +49,8 @@ class GateParams(BaseModel):
     policy: Policy = "auto"
     refit: bool = False
     actor: str | None = Field(None, description="who runs the gate (default: the settings' actor)")
+    once: bool = Field(False, description="a version already gated is not gated again: the result repeats the "
+                                          "earlier outcome (a rerun of a scheduled retrain moves no alias twice)")
 
 
 class VersionInfo(BaseModel):
@@ -96,12 +98,13 @@ class GateReport(BaseModel):
 
 
 class GateResult(StageResult):
-    outcome: Literal["promoted", "pending", "rejected by gate", "nothing to gate"]
+    outcome: Literal["promoted", "pending", "rejected by gate", "nothing to gate", "already gated"]
     model: str
     version: int | None = Field(description="the gated version")
     target: int | None = Field(description="the version promoted or waiting for approval (the refit if any)")
     report: GateReport | None = None
     report_path: Path | None = None
+    previous_outcome: str | None = Field(None, description="with once: what the earlier gate of this version did")
 
 
 def gate(settings: Settings, params: GateParams, *, reporter: Reporter = SILENT,
@@ -112,12 +115,17 @@ def gate(settings: Settings, params: GateParams, *, reporter: Reporter = SILENT,
     ``gate_rejected`` (the notifier is built first, so a misconfigured channel fails before any work).
     """
     from recsys import notify
-    from recsys.registry.service import alias_version
+    from recsys.registry.service import alias_version, gate_outcome
 
     name, uri = settings.model_name, settings.mlflow_uri
     version = params.version or alias_version(name, CHALLENGER, uri)
     if version is None:
         return GateResult(outcome="nothing to gate", model=name, version=None, target=None)
+    earlier = gate_outcome(name, version, uri) if params.once else None
+    if earlier is not None:
+        reporter.note(f"{name} v{version} was gated before ({earlier[0]}): not gating it again")
+        return GateResult(outcome="already gated", model=name, version=version, target=earlier[1],
+                          previous_outcome=earlier[0])
     data = data or load_training_data(settings)
     week = data.clock.n_weeks if params.week is None else params.week
     reporter.note(data.source)
