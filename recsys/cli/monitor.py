@@ -1,7 +1,7 @@
 """``recsys monitor ctr``: attributed CTR per model version against its baseline (a typed degradation signal);
 ``recsys monitor live``: the live recommendation metrics the service exports; ``recsys monitor dashboards``: every
 Grafana panel's query against a Prometheus; ``recsys monitor stack``: Prometheus and Alertmanager beside the
-service."""
+service; ``recsys monitor signals``: whether drift or a CTR drop fires a retrain trigger."""
 
 from __future__ import annotations
 
@@ -88,6 +88,47 @@ def live(
         srm = "-" if m.srm_p_value is None else f"p={m.srm_p_value:.3g} ({'ok' if m.srm_ok else 'MISMATCH'})"
         yield (f"coverage {m.coverage:.1%} ({m.served_items:,} of {m.catalog_items:,} items); SRM {srm}; last retrain "
                f"{m.last_retrain_at or '-'}; {result.latest_path}")
+
+    emit(result, as_json, render)
+
+
+@app.command()
+def signals(
+    cooldown_hours: Annotated[float | None, typer.Option("--cooldown-hours", min=0, help="At most one trigger per "
+                                                         "this many hours (default: signals.cooldown_hours, "
+                                                         "24).")] = None,
+    min_impressions: Annotated[int | None, typer.Option("--min-impressions", min=0, help="New impressions needed "
+                                                        "since the last trigger (default: signals.min_impressions, "
+                                                        "500).")] = None,
+    max_age_minutes: Annotated[float | None, typer.Option("--max-age-minutes", min=0.01, help="An older check "
+                                                          "result is stale (default: signals.max_age_minutes, "
+                                                          "60).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide without recording a trigger.")] = False,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Recorded with the trigger (the DAG run).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Whether the latest drift and CTR results fire a retrain trigger (fire_drift, fire_performance), after the
+    cooldown and the minimum new traffic; exit 0 either way (read the result)."""
+    from recsys.monitoring.signals import SignalConfig
+    from recsys.stages.inputs import load_section
+    from recsys.stages.signals import SignalParams
+    from recsys.stages.signals import signals as decide
+
+    cfg = serving_settings(None)
+    config = run(lambda: load_section(cfg, "signals", SignalConfig, cooldown_hours=cooldown_hours,
+                                      min_impressions=min_impressions, max_age_minutes=max_age_minutes))
+    result = run(lambda: decide(cfg, SignalParams(config=config, dry_run=dry_run, run_id=run_id), reporter=REPORTER))
+
+    def render() -> Iterator[RenderableType]:
+        from rich.table import Table
+
+        table = Table("signal", "raised", "fired", "reason")
+        for name, d in (("drift", result.drift), ("performance", result.performance)):
+            table.add_row(name, "yes" if d.raised else "no", "YES" if d.fired else "no", d.reason)
+        yield table
+        until = result.cooldown_until.isoformat() if result.cooldown_until else "-"
+        yield (f"{result.new_impressions:,} new impressions (min {result.min_impressions:,}); cooldown until {until};"
+               f" recorded: {result.recorded or '-'}{' (dry run)' if result.dry_run else ''}")
 
     emit(result, as_json, render)
 
