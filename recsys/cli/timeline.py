@@ -10,7 +10,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from recsys.cli.common import REPORTER, JsonOption, ModelOption, emit, num, run, settings
+from recsys.cli.common import REPORTER, JsonOption, ModelOption, emit, num, run, settings, versions_label
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -27,7 +27,6 @@ def timeline(
     as_json: JsonOption = False,
 ) -> None:
     """The champion week by week: version and NDCG@10 on each gated week's held-out window, from the decisions."""
-    from recsys.registry.timeline import TABLE_HEADERS, table_cells
     from recsys.stages.timeline import TimelineParams
     from recsys.stages.timeline import timeline as timeline_stage
 
@@ -36,10 +35,18 @@ def timeline(
 
     def render() -> Iterator[RenderableType]:
         summary = result.summary
-        table = Table(*TABLE_HEADERS, title=f"{result.model}: the champion week by week", box=box.SIMPLE_HEAD,
-                      caption="NDCG@10 on the week's held-out gate window [W − H, W)")
+        table = Table(title=f"{result.model}: the champion week by week", box=box.SIMPLE_HEAD,
+                      caption="NDCG@10 on the week's held-out gate window [W − H, W); challenger (trained to week)")
+        for header in ("week", "challenger", "champion", "outcome", "champion\nNDCG@10", "challenger\nNDCG@10",
+                       "best generator\nNDCG@10", "users", "reruns"):
+            table.add_column(header, justify="right" if "NDCG" in header or header in ("week", "users", "reruns")
+                             else "left", no_wrap=header in ("outcome", "champion"))
         for row in result.rows:
-            table.add_row(*table_cells(row), style=_STYLES.get(row.outcome))
+            table.add_row(str(row.week), f"v{row.challenger_version} ({row.challenger_as_of_week})",
+                          versions_label(row.champion_before, row.champion_after), row.outcome,
+                          num(row.champion_ndcg, ".4f"), num(row.challenger_ndcg, ".4f"),
+                          f"{row.best_generator} {num(row.best_generator_ndcg, '.4f')}", str(row.users),
+                          str(row.reruns), style=_STYLES.get(row.outcome))
         yield table
         for row in result.rows:
             for move in row.moves_before or ():

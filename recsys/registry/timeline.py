@@ -255,13 +255,16 @@ def plot_timeline(rows: Sequence[TimelineRow], path: Path, title: str) -> Path:
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(10, 4.8), layout="constrained")
     ax = fig.subplots()
     weeks = [r.week for r in rows]
     nan = float("nan")
     champion = [nan if r.champion_ndcg is None else r.champion_ndcg for r in rows]
-    ax.step(weeks, champion, where="post", color="tab:blue", linewidth=2, label=f"champion NDCG@{K}")
+    # the champion of week W stays until the next gate: the last step is drawn one week on
+    ax.step([*weeks, *(w + 1 for w in weeks[-1:])], [*champion, *champion[-1:]], where="post", color="tab:blue",
+            linewidth=2, label=f"champion NDCG@{K}")
     best = [nan if r.best_generator_ndcg is None else r.best_generator_ndcg for r in rows]
     generators = sorted({r.best_generator for r in rows})
     ax.plot(weeks, best, linestyle="--", color="tab:gray", label=f"best single generator ({', '.join(generators)})")
@@ -275,8 +278,9 @@ def plot_timeline(rows: Sequence[TimelineRow], path: Path, title: str) -> Path:
     ax.set_ylabel(f"mean NDCG@{K} on the held-out window")
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if weeks:
-        ax.set_xlim(min(weeks) - 0.5, max(weeks) + 1)
+        ax.set_xlim(min(weeks) - 0.5, max(weeks) + 1.5)
     ax.legend(loc="best", fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -292,5 +296,5 @@ def _annotate_versions(ax: Axes, rows: Sequence[TimelineRow]) -> None:
         y = r.champion_ndcg if r.champion_ndcg is not None else r.challenger_ndcg
         if y is None:
             continue
-        ax.annotate(f"v{shown}", (r.week, y), xytext=(0, 9), textcoords="offset points", ha="center",
+        ax.annotate(f"v{shown}", (r.week, y), xytext=(4, 6), textcoords="offset points", ha="left",
                     fontsize=8, color="tab:blue", fontweight="bold")
