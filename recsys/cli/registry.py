@@ -12,6 +12,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from recsys.cli import timeline as timeline_command
 from recsys.cli.common import REPORTER, JsonOption, ModelOption, emit, run, settings, versions_label
 from recsys.schema import CHAMPION
 
@@ -268,3 +269,6 @@ def history(
         yield table
 
     emit(result, as_json, render)
+
+
+app.command("timeline")(timeline_command.timeline)

@@ -10,6 +10,7 @@ train          :func:`train.train`             bundle, held-out metrics, MLflow 
 gate           :func:`gate.gate`               the decision record; promoted, pending approval or rejected
 promote        :func:`registry.release`        the audit record of the alias move (also approve and reject)
 rollback       :func:`registry.rollback`       the audit record of the alias move back
+timeline       :func:`timeline.timeline`       the champion's version and NDCG@10 per gated week: files + run
 evaluate       :func:`evaluate.evaluate`       both protocols' metrics, reports and the DVC metrics file
 bake           :func:`bake.bake`               the bundle staged into the Bento's build context
 tune           :func:`tune.tune`               the trials and the best config written for training
