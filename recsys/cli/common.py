@@ -1,8 +1,9 @@
 """What every command module shares: the consoles, the error boundary, the rich reporter and result output.
 
 Expected failures (missing data, a week out of range, a bad config file or setting, an unreachable MLflow) end with
-one red line on stderr and exit code 1, never a traceback. Tables go to stdout, progress and notes to stderr; with
-``--json`` stdout carries only the stage's result as JSON.
+one red line on stderr and exit code 1, never a traceback; "nothing to do yet" (no traffic logged, no champion to
+check) ends with one ``nothing to do:`` line and exit code 3, which the Airflow runner turns into a skipped task.
+Tables go to stdout, progress and notes to stderr; with ``--json`` stdout carries only the stage's result as JSON.
 """
 
 from __future__ import annotations
@@ -45,11 +46,14 @@ def user_errors() -> Iterator[None]:
     from pydantic import ValidationError
 
     from recsys.data.fetch import DataUnavailableError
-    from recsys.stages.base import StageError
+    from recsys.stages.base import NOTHING_TO_DO_EXIT, NothingToDoError, StageError
     from recsys.stages.inputs import describe_validation
 
     try:
         yield
+    except NothingToDoError as exc:  # not a failure: a scheduler skips on this exit code
+        err.print(Text(f"nothing to do: {exc}", style="yellow"), soft_wrap=True)
+        raise typer.Exit(NOTHING_TO_DO_EXIT) from exc
     except ValidationError as exc:  # before ValueError: pydantic's error is one
         fail(describe_validation(exc))
     except (StageError, SettingsError, DataUnavailableError, ValueError) as exc:  # DataFileError, BundleError too

@@ -25,7 +25,7 @@ from recsys.experiments.attribution import VariantRates
 from recsys.registry.audit import AuditRecord
 from recsys.schema import CHALLENGER, CHAMPION
 from recsys.settings import ServingSettings
-from recsys.stages.base import SILENT, Reporter, StageError, StageResult
+from recsys.stages.base import SILENT, NothingToDoError, Reporter, StageError, StageResult
 from recsys.stages.registry import RegistryMove
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def ab_report(settings: ServingSettings, params: AbParams, *, reporter: Reporter
     until = _utc(params.until)
     impressions = read_impressions(settings.assignment_path, None, until)
     if not impressions:
-        raise StageError(f"no impressions logged in {settings.assignment_path}")
+        raise NothingToDoError(f"no impressions logged in {settings.assignment_path}")
     end = until or impressions[-1].ts + window + timedelta(microseconds=1)  # the newest ones mature
     start = _utc(params.since) or impressions[0].ts
     impressions = [imp for imp in impressions if imp.ts >= start - window]

@@ -24,6 +24,14 @@ class StageError(ValueError):
     """An expected failure (bad input, missing data, nothing to do) whose message says what to change."""
 
 
+class NothingToDoError(StageError):
+    """Nothing to work on yet (no traffic logged, no champion to check): not a failure. The CLI exits with
+    :data:`NOTHING_TO_DO_EXIT` so that a scheduler skips the task instead of failing it."""
+
+
+NOTHING_TO_DO_EXIT = 3
+
+
 class StageResult(BaseModel):
     """A stage's typed, JSON-serialisable result."""
 

@@ -25,7 +25,7 @@ from recsys.config import DriftConfig
 from recsys.monitoring.metrics import DRIFT_DIR, LATEST
 from recsys.schema import CHAMPION
 from recsys.settings import Settings
-from recsys.stages.base import SILENT, Reporter, StageError, StageResult
+from recsys.stages.base import SILENT, NothingToDoError, Reporter, StageError, StageResult
 
 Status = Literal["ok", "drift", "insufficient_data"]
 
@@ -220,7 +220,8 @@ def _champion_bundle(settings: Settings, reporter: Reporter) -> tuple[int, Path]
     name, uri = settings.model_name, settings.mlflow_uri
     version = current_champion(name, uri)
     if version is None:
-        raise StageError(f"no version of {name!r} holds the champion alias in {uri}; promote one, or pass --bundle")
+        raise NothingToDoError(f"no version of {name!r} holds the champion alias in {uri}; promote one, or pass "
+                               "--bundle")
     local = settings.var_dir / "monitoring" / "bundles" / name / f"v{version}"
     if not (local / "MLmodel").exists():
         with reporter.status(f"downloading {name} v{version} …"), scoped_tracking_uri(uri):

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from recsys.monitoring.live import LIVE_DIR, LiveConfig, LiveMetrics
 from recsys.monitoring.metrics import LATEST
 from recsys.settings import ServingSettings
-from recsys.stages.base import SILENT, Reporter, StageError, StageResult
+from recsys.stages.base import SILENT, NothingToDoError, Reporter, StageError, StageResult
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def monitor_live(settings: ServingSettings, params: LiveParams, *, reporter: Rep
     until = params.until if params.until is None or params.until.tzinfo else params.until.replace(tzinfo=UTC)
     impressions = read_impressions(settings.assignment_path, None, until)
     if not impressions:
-        raise StageError(f"no impressions logged in {settings.assignment_path} (is the service running with "
+        raise NothingToDoError(f"no impressions logged in {settings.assignment_path} (is the service running with "
                          "RECSYS_VAR_DIR pointing here?)")
     end = until or impressions[-1].ts + timedelta(microseconds=1)
     start = end - cfg.window

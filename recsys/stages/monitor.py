@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from recsys.monitoring.ctr import CtrConfig, CtrReport
 from recsys.monitoring.metrics import CTR_DIR, LATEST
 from recsys.settings import ServingSettings
-from recsys.stages.base import SILENT, Reporter, StageError, StageResult
+from recsys.stages.base import SILENT, NothingToDoError, Reporter, StageError, StageResult
 
 
 class CtrParams(BaseModel):
@@ -49,7 +49,7 @@ def monitor_ctr(settings: ServingSettings, params: CtrParams, *, reporter: Repor
     until = _utc(params.until)
     impressions = read_impressions(settings.assignment_path, None, until)
     if not impressions:
-        raise StageError(f"no impressions logged in {settings.assignment_path} (is the service running with "
+        raise NothingToDoError(f"no impressions logged in {settings.assignment_path} (is the service running with "
                          "RECSYS_VAR_DIR pointing here?)")
     end = until or impressions[-1].ts + timedelta(microseconds=1)
     start = _utc(params.since) or end - timedelta(hours=cfg.window_hours)

@@ -1,0 +1,47 @@
+"""
+### A/B decision
+
+Daily (`RECSYS_AIRFLOW_AB_SCHEDULE`): the configured experiment's analysis over the logged impressions and their
+attributed feedback (`recsys ab decide --apply`): the decision is written to the registry's audit log; when it is
+`promote`, the treatment's version becomes `champion` through the registry's promote path (audit record,
+notification), and the service reloads. `keep` or `continue` moves nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import dag, task
+from recsys_airflow import CONFIG, recsys_task
+from recsys_airflow.config import REGISTRY_POOL, SERVICE_CONN, SERVICE_ENV
+from recsys_airflow.notify import dag_failure_notifiers
+
+
+@dag(
+    dag_id="ab_decision",
+    schedule=CONFIG.ab_schedule,
+    start_date=CONFIG.start,
+    catchup=False,
+    max_active_runs=1,
+    tags=["recsys", "experiments", "registry"],
+    doc_md=__doc__,
+    default_args=CONFIG.default_args(timeout=timedelta(minutes=15)),
+    on_failure_callback=dag_failure_notifiers(CONFIG),
+)
+def ab_decision() -> None:
+    decide = recsys_task("decide", "ab", "decide", "--apply", "--by", "airflow", pool=REGISTRY_POOL)
+
+    @task.short_circuit
+    def promoted(result: dict[str, Any]) -> bool:
+        """Only a promotion changes what the service should serve."""
+        return result.get("promoted") is not None
+
+    reload = recsys_task("reload", "service", "reload", "--expect-version",
+                         "{{ ti.xcom_pull(task_ids='decide')['promoted']['to_version'] }}", connections=SERVICE_ENV,
+                         requires_connection=SERVICE_CONN)
+    deliver = recsys_task("deliver", "notify", "replay")
+    promoted(decide.output) >> reload >> deliver
+
+
+ab_decision()
