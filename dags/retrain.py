@@ -7,8 +7,8 @@ Weekly (the Monday after a replay week, `RECSYS_AIRFLOW_WEEKLY_SCHEDULE`) **or**
 1. `plan` (`recsys schedule retrain`): the run's "now" (the week after its logical date's replay week, or after
    the newest validated batch for an asset-triggered run), the training cut `now - H` and the gate's window
    `[now - H, now)`; too early in the replay or an unvalidated week skips the rest.
-2. `train` (`recsys train`): a challenger trained, logged to MLflow and registered **once per run key** (same
-   week, config and data: a rerun registers no second version).
+2. `train` (`recsys train --reuse`): a challenger trained on the weeks the run knows, logged to MLflow and
+   registered **once per run key** (same week, config and data): a rerun finds that version and trains nothing.
 3. `gate` (`recsys registry gate --once`): the challenger against the champion of the time on the held-out weeks;
    a pass promotes (policy `auto`) or asks for approval (policy `manual`); a version already gated is not gated
    again, so no alias moves twice. `train` and `gate` hold the pool `recsys_registry` (one slot).
@@ -63,7 +63,8 @@ def retrain() -> None:
         """Too early in the replay, or the week is not validated: nothing to retrain."""
         return bool(result["trainable"])
 
-    train = recsys_task("train", "train", "--as-of-week", pull("plan", "as_of_week"), pool=REGISTRY_POOL)
+    train = recsys_task("train", "train", "--as-of-week", pull("plan", "as_of_week"),
+                        "--through-week", pull("plan", "through_week"), "--reuse", pool=REGISTRY_POOL)
     gate = recsys_task("gate", "registry", "gate", "--version", pull("train", "version"),
                        "--week", pull("plan", "gate_week"), "--policy", "{{ params.policy }}",
                        "{{ '--refit' if params.refit else '--no-refit' }}", "--once", "--by", "airflow",

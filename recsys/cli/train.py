@@ -50,6 +50,12 @@ def train(
     register: Annotated[bool, typer.Option(
         "--register/--no-register", help="Register the logged model as a new version (alias challenger).")
     ] = True,
+    through_week: Annotated[int | None, typer.Option(
+        "--through-week", help="Use the validated weeks up to this one only (what a scheduled run for that week "
+                               "knew); default: all.")] = None,
+    reuse: Annotated[bool, typer.Option(
+        "--reuse", help="If a registered version already holds this training's run key, return it without "
+                        "training again.")] = False,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -61,15 +67,19 @@ def train(
 
     cfg = settings(model=model)
     result = run(lambda: train_stage(cfg, TrainParams(as_of_week=as_of_week, config=load_train_config(cfg, config),
-                                                      out_dir=out_dir, register_version=register), reporter=REPORTER))
+                                                      out_dir=out_dir, register_version=register,
+                                                      through_week=through_week, reuse=reuse), reporter=REPORTER))
 
     def render() -> Iterator[RenderableType]:
         if result.holdout is not None:
             yield holdout_table(result.holdout)
             yield format_gain(result.holdout.gains["all"])
-        yield (f"fit {result.fit_seconds:.1f} s (ranker {result.fit_ranker_seconds:.1f} s), best iteration "
-               f"{result.best_iteration}")
-        yield f"bundle: {result.bundle}   metrics: {result.metrics_path}"
+        if result.reused:
+            yield f"not trained again: v{result.version} already holds run key {result.run_key}"
+        else:
+            yield (f"fit {result.fit_seconds:.1f} s (ranker {result.fit_ranker_seconds:.1f} s), best iteration "
+                   f"{result.best_iteration}")
+        yield f"bundle: {result.bundle or '(not in this var dir)'}   metrics: {result.metrics_path or '–'}"
         yield f"MLflow run {result.run_id} (run key {result.run_key}) in {result.tracking_uri}"
         if result.version is None:
             return

@@ -96,7 +96,10 @@ class WindowCache:
 class TrainResult:
     recommender: Recommender
     config: TrainConfig
+    """The config the model was built with (the candidate generators' settings as resolved)."""
     info: dict[str, Any]
+    requested: TrainConfig | None = None
+    """The config asked for (what a run key hashes: it is known before training)."""
 
 
 def training_starts(as_of_week: int, cfg: TrainConfig) -> list[int]:
@@ -173,4 +176,4 @@ def train_recommender(ml: MovieLens, clock: ReplayClock, as_of_week: int, cfg: T
                 "params": final_cfg.model_dump(mode="json")}
     titles = dict(zip(ml.items[S.ITEM].astype(int), ml.items[S.TITLE].astype(str), strict=True))
     rec = Recommender(fitted.stage1, fitted.features, booster, known, manifest, titles)
-    return TrainResult(rec, final_cfg, info)
+    return TrainResult(rec, final_cfg, info, requested=cfg)

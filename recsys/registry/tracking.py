@@ -299,7 +299,7 @@ def log_training(result: TrainResult, bundle_dir: Path, *, tracking_uri: str, ex
     info = result.info
     data_hash = str(rec.manifest.get("data_hash", ""))
     week = int(info.get("as_of_week", rec.manifest.get("as_of_week", -1)))
-    key = run_key(week, result.config.model_dump_json(), data_hash)
+    key = run_key(week, (result.requested or result.config).model_dump_json(), data_hash)
     sha = git_sha()
     example = pd.DataFrame({S.USER: [1], "n": [DEFAULT_N]})
     probe = RecommenderPyfunc()

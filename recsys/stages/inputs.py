@@ -54,18 +54,21 @@ def load_raw(settings: Settings) -> tuple[MovieLens, ReplayClock]:
     return ml, ReplayClock.from_interactions(ml.interactions)
 
 
-def load_training_data(settings: Settings) -> TrainingData:
+def load_training_data(settings: Settings, through_week: int | None = None) -> TrainingData:
     """Interactions from the validated store (see ``Settings.training_source``), users and items from the raw data.
 
     The replay clock keeps the raw data's week 0, so week numbers mean the same whatever the store holds; it ends
-    after the last accepted week, which makes that week + 1 the pipeline's "now".
+    after the last accepted week, which makes that week + 1 the pipeline's "now". ``through_week`` keeps only the
+    accepted weeks up to it: what the pipeline knew then (a scheduled run for an earlier week trains, and hashes,
+    the same data whatever was validated since).
     """
     from recsys.data.load import MovieLens
     from recsys.data.replay import ReplayClock
     from recsys.validation.store import accepted_weeks, load_store
 
     ml, clock = load_raw(settings)
-    weeks = [] if settings.training_source == "raw" else accepted_weeks(settings)
+    before = None if through_week is None else through_week + 1
+    weeks = [] if settings.training_source == "raw" else accepted_weeks(settings, before=before)
     if not weeks:
         if settings.training_source == "store":
             raise StageError(f"no validated weeks in {settings.store_dir}: run `recsys validate --all` "

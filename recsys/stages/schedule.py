@@ -51,6 +51,8 @@ class RetrainPlanResult(StageResult):
     now_week: int = Field(description="'now': the first week the run has not seen")
     as_of_week: int = Field(description="train on weeks < this one (now - H)")
     gate_week: int = Field(description="the gate scores weeks [gate_week - H, gate_week)")
+    through_week: int = Field(description="the newest week the run knows (now - 1): training reads the store up "
+                                          "to it, so a rerun trains and hashes the same data")
     horizon: int
     validated_through: int | None = Field(description="the newest validated week in the store")
     trainable: bool = Field(description="a retrain is possible now (the DAG skips the rest when false)")
@@ -110,7 +112,8 @@ def retrain_plan(settings: Settings, params: RetrainPlanParams, *, reporter: Rep
         else:
             week, source = week_at(start, params.logical_date), "logical date"  # type: ignore[arg-type]
         if not 0 <= week < n_weeks:
-            return RetrainPlanResult(now_week=week + 1, as_of_week=week + 1 - h, gate_week=week + 1, horizon=h,
+            return RetrainPlanResult(now_week=week + 1, as_of_week=week + 1 - h, gate_week=week + 1,
+                                     through_week=week, horizon=h,
                                      validated_through=newest, trainable=False, source=source,
                                      reason=f"week {week} is outside the replay timeline 0..{n_weeks - 1}")
         now = week + 1
@@ -129,5 +132,6 @@ def retrain_plan(settings: Settings, params: RetrainPlanParams, *, reporter: Rep
         trainable = False
         reason = f"week {now - 1} is not validated (quarantined or not ingested yet): nothing is retrained"
     reporter.note(reason)
-    return RetrainPlanResult(now_week=now, as_of_week=as_of, gate_week=now, horizon=h, validated_through=newest,
+    return RetrainPlanResult(now_week=now, as_of_week=as_of, gate_week=now, through_week=now - 1, horizon=h,
+                             validated_through=newest,
                              trainable=trainable, reason=reason, source=source)

@@ -46,24 +46,29 @@ class TrainParams(BaseModel):
     config: TrainConfig = Field(default_factory=TrainConfig)
     out_dir: Path | None = Field(None, description="bundle directory; default <var_dir>/models/week=WW")
     register_version: bool = Field(True, description="register the logged model as a new version (alias challenger)")
+    through_week: int | None = Field(None, description="train on the validated weeks up to this one only (what a "
+                                                       "scheduled run for that week knew); default: all of them")
+    reuse: bool = Field(False, description="when a registered version already holds this training's run key, return "
+                                           "it without training again (a rerun of a scheduled retrain)")
 
 
 class TrainResult(StageResult):
     as_of_week: int
     data_source: str
     data_hash: str
-    bundle: Path
-    metrics_path: Path
-    holdout: HoldoutReport | None = Field(description="None when the held-out weeks run past the data")
-    fit_seconds: float
-    fit_ranker_seconds: float
-    best_iteration: int
+    bundle: Path | None = Field(description="the bundle directory (None: reused, and not in this var dir)")
+    metrics_path: Path | None
+    holdout: HoldoutReport | None = Field(description="None when the held-out weeks run past the data (or reused)")
+    fit_seconds: float | None = Field(description="None when reused")
+    fit_ranker_seconds: float | None
+    best_iteration: int | None
     tracking_uri: str
     run_id: str
     run_key: str
     model_name: str
     version: int | None = Field(description="the registry version, None when not registered")
     created: bool = Field(description="a new version was registered (False: this run key already had one)")
+    reused: bool = Field(False, description="nothing was trained: the version holding the run key was returned")
 
 
 def train(settings: Settings, params: TrainParams, *, reporter: Reporter = SILENT,
@@ -71,11 +76,35 @@ def train(settings: Settings, params: TrainParams, *, reporter: Reporter = SILEN
     """Train as of ``params.as_of_week`` on the training data, evaluate, save, log to MLflow, register."""
     from recsys.ranking.train import check_as_of_week
 
-    data = data or load_training_data(settings)
+    data = data or load_training_data(settings, params.through_week)
     check_as_of_week(params.as_of_week, data.clock, params.config)
     reporter.note(data.source)
+    if params.reuse and params.register_version:
+        earlier = _registered(settings, data, params)
+        if earlier is not None:
+            reporter.note(f"{settings.model_name} v{earlier.version} already holds run key {earlier.run_key}: "
+                          "not training again")
+            return earlier
     return train_model(settings, data, params.as_of_week, params.config, out_dir=params.out_dir,
                        register=params.register_version, reporter=reporter)
+
+
+def _registered(settings: Settings, data: TrainingData, params: TrainParams) -> TrainResult | None:
+    """The completely registered version of this training's run key (same week, config and data), as a result."""
+    from recsys.registry.tracking import COMPLETE, REGISTRATION_TAG, client_for, find_version, run_key
+
+    key = run_key(params.as_of_week, params.config.model_dump_json(), data.ml.data_hash)
+    found = find_version(client_for(settings.mlflow_uri), settings.model_name, key)
+    if found is None or (found.tags or {}).get(REGISTRATION_TAG) != COMPLETE:
+        return None
+    bundle = params.out_dir or settings.models_dir / f"week={params.as_of_week:02d}"
+    manifest = bundle / "manifest.json"
+    local = manifest.is_file() and json.loads(manifest.read_text()).get("data_hash") == data.ml.data_hash
+    return TrainResult(as_of_week=params.as_of_week, data_source=data.source, data_hash=data.ml.data_hash,
+                       bundle=bundle if local else None, metrics_path=bundle / "metrics.json" if local else None,
+                       holdout=None, fit_seconds=None, fit_ranker_seconds=None, best_iteration=None,
+                       tracking_uri=settings.mlflow_uri, run_id=str(found.run_id), run_key=key,
+                       model_name=settings.model_name, version=int(found.version), created=False, reused=True)
 
 
 def drift_reference(settings: Settings, data: TrainingData, as_of_week: int, rec: Recommender

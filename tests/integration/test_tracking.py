@@ -60,7 +60,8 @@ def test_run_logs_params_tags_and_lineage(tracked: SimpleNamespace, store: Simpl
     assert run.data.metrics["ndcg_at_10"] == pytest.approx(0.1)
     assert run.data.metrics["best_iteration"] >= 1
     assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["ml-100k-train"]
-    expected_key = run_key(AS_OF, tracked.result.config.model_dump_json(), tracked.ml.data_hash)
+    requested = tracked.result.requested or tracked.result.config  # the config asked for: known before training
+    expected_key = run_key(AS_OF, requested.model_dump_json(), tracked.ml.data_hash)
     assert tracked.logged.run_key == expected_key
 
 
@@ -131,7 +132,8 @@ def test_half_registered_version_is_completed_not_duplicated(tracked: SimpleName
     # a different training (another seed), whose first registration died after the version was created
     config = tracked.result.config.model_copy(
         update={"ranker": tracked.result.config.ranker.model_copy(update={"seed": 7})})
-    logged = log_training(dataclasses.replace(tracked.result, config=config), tracked.bundle, tracking_uri=store.uri)
+    logged = log_training(dataclasses.replace(tracked.result, config=config, requested=config), tracked.bundle,
+                          tracking_uri=store.uri)
     mlflow.register_model(logged.model_uri, MODEL, tags={"run_key": logged.run_key})  # no alias, not completed
     assert str(store.client.get_model_version_by_alias(MODEL, "challenger").version) == "1"
 
