@@ -39,8 +39,9 @@ from recsys_airflow.notify import dag_failure_notifiers
                           description="The replay week to ingest (default: the week before the logical date).")},
 )
 def ingest_and_validate() -> None:
-    week = recsys_task("replay_week", "schedule", "week", "--date", "{{ logical_date }}", "--week",
-                       "{{ params.week }}")
+    # a run triggered without a logical date stands for the time it was triggered
+    week = recsys_task("replay_week", "schedule", "week", "--date", "{{ dag_run.logical_date or dag_run.run_after }}",
+                       "--week", "{{ params.week }}")
 
     @task.short_circuit
     def in_timeline(result: dict[str, Any]) -> bool:

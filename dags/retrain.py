@@ -56,7 +56,9 @@ TARGET = pull("gate", "target")
     },
 )
 def retrain() -> None:
-    plan = recsys_task("plan", "schedule", "retrain", "--date", "{{ logical_date }}", "--week", "{{ params.week }}")
+    # an asset-triggered run has no logical date: its "now" is after the newest validated week
+    plan = recsys_task("plan", "schedule", "retrain", "--date", "{{ dag_run.logical_date }}", "--week",
+                       "{{ params.week }}")
 
     @task.short_circuit
     def trainable(result: dict[str, Any]) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -86,6 +87,8 @@ class EmbeddedAirflow:
         for line in self.proc.stdout:  # the launcher prints the URL and the login once Airflow is healthy
             lines.append(line)
             if line.startswith("Airflow UI"):
+                # keep draining the pipe (a full one would block the launcher)
+                threading.Thread(target=self.proc.stdout.read, daemon=True).start()
                 return self
         self.proc.wait()
         raise AssertionError(f"Airflow did not start ({self.proc.returncode}):\n{''.join(lines)[-3000:]}\n"
