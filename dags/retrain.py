@@ -56,7 +56,9 @@ TARGET = pull("gate", "target")
     },
 )
 def retrain() -> None:
-    plan = recsys_task("plan", "schedule", "retrain", "--date", "{{ logical_date }}", "--week", "{{ params.week }}")
+    # an asset-triggered run has no logical date: Airflow 3 leaves it out of the context (undefined, not None)
+    plan = recsys_task("plan", "schedule", "retrain", "--date", "{{ logical_date | default('') }}", "--week",
+                       "{{ params.week }}")
 
     @task.short_circuit
     def trainable(result: dict[str, Any]) -> bool:
