@@ -9,6 +9,7 @@ import pytest
 from recsys.config import DriftConfig, TrainConfig
 from recsys.experiments.ab import AbConfig
 from recsys.monitoring.ctr import CtrConfig
+from recsys.monitoring.signals import SignalConfig
 from recsys.params import ParamsError, drift_config, load_params, train_config, update_params
 from recsys.ranking.tune import write_config
 from recsys.registry.gate import GateConfig
@@ -23,7 +24,9 @@ def test_the_repository_params_match_the_code_defaults() -> None:
     assert CtrConfig.model_validate(params["ctr"]) == CtrConfig()
     assert AbConfig.model_validate(params["ab"]) == AbConfig()
     assert drift_config(REPO_PARAMS) == DriftConfig()
-    assert set(params) == {"train", "candidates", "ranker", "backtest", "evaluate", "gate", "drift", "ctr", "ab"}
+    assert SignalConfig.model_validate(params["signals"]) == SignalConfig()
+    assert set(params) == {"train", "candidates", "ranker", "backtest", "evaluate", "gate", "drift", "ctr", "ab",
+                           "signals"}
 
 
 @pytest.mark.parametrize(("text", "needles"), [
