@@ -183,6 +183,8 @@ class ServingSettings(Settings):
 
     admin_token: SecretStr | None = None
     """Bearer token of the admin endpoints (``/admin/reload``); unset: they answer 503 ``admin disabled``."""
+    service_url: str = "http://127.0.0.1:3000"
+    """Where a client of the running service reaches it (``recsys service reload``, the DAGs' reload tasks)."""
     bundle_dir: str | None = None
     """A bundle directory served as the champion until the registry provides one; unset: the baked
     ``bentos/bundle`` when it exists; empty: no bundle at all."""

@@ -45,8 +45,14 @@ REGISTRY_POOL = "recsys_registry"
 """A pool of one slot: the tasks that register or move aliases never run at the same time."""
 
 
+def environment() -> dict[str, str]:
+    """The process's environment: the one place the Airflow side reads it (as ``recsys.settings`` does for the
+    library), for the settings here, the launcher and the runner's child processes."""
+    return dict(os.environ)
+
+
 def _env(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip()
+    value = environment().get(name, "").strip()
     return value or default
 
 
@@ -95,8 +101,8 @@ class RunnerConfig:
             ab_schedule=_env("RECSYS_AIRFLOW_AB_SCHEDULE", cls.ab_schedule),
             gate_policy=policy,  # type: ignore[arg-type]
             start=start if start.tzinfo else start.replace(tzinfo=UTC),
-            alert_to=[a.strip() for a in os.environ.get("RECSYS_SMTP_TO", "").split(",") if a.strip()],
-            alert_from=os.environ.get("RECSYS_SMTP_FROM", "").strip() or None,
+            alert_to=[a.strip() for a in _env("RECSYS_SMTP_TO", "").split(",") if a.strip()],
+            alert_from=_env("RECSYS_SMTP_FROM", "") or None,
         )
 
     def default_args(self, *, timeout: timedelta) -> dict[str, object]:

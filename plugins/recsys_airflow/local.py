@@ -28,7 +28,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from recsys_airflow.config import REGISTRY_POOL, REPO, SERVICE_CONN, SLACK_CONN, SMTP_CONN
+from recsys_airflow.config import REGISTRY_POOL, REPO, SERVICE_CONN, SLACK_CONN, SMTP_CONN, environment
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 USER = "admin"
@@ -44,10 +44,10 @@ def _secret_file(path: Path, make: str) -> str:
     return path.read_text().strip()
 
 
-def password(home: Path) -> str:
+def password(home: Path, env: Mapping[str, str] | None = None) -> str:
     """The admin's password: ``RECSYS_AIRFLOW_PASSWORD``, else the one generated into ``<home>/passwords.json``."""
     path = home / "passwords.json"
-    wanted = os.environ.get("RECSYS_AIRFLOW_PASSWORD", "").strip()
+    wanted = (environment() if env is None else env).get("RECSYS_AIRFLOW_PASSWORD", "").strip()
     if wanted:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({USER: wanted}))
@@ -81,10 +81,10 @@ def connections(env: Mapping[str, str]) -> dict[str, str]:
 
 def airflow_env(home: Path, port: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of every Airflow process of the embedded deployment (see the module docstring)."""
-    base = dict(os.environ if base is None else base)
+    base = environment() if base is None else dict(base)
     home = home.resolve()
     db_url = base.get("RECSYS_AIRFLOW_DB_URL", "").strip() or f"sqlite:///{home / 'airflow.db'}"
-    password(home)
+    password(home, base)
     env = {
         **base,
         "AIRFLOW_HOME": str(home),

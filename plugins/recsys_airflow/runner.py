@@ -31,7 +31,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from recsys_airflow.config import CONFIG, RunnerConfig
+from recsys_airflow.config import CONFIG, RunnerConfig, environment
 
 # what the child never sees: Airflow's own configuration and connections (secrets) and the Airflow env's paths
 _DROPPED_PREFIXES = ("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_", "_AIRFLOW")
@@ -136,7 +136,7 @@ class RecsysOperator(BaseOperator):
             raise AirflowSkipException(f"connection {self.requires_connection} is not configured: skipped")
         cmd = self.command()
         self.log.info("running %s (in %s)", " ".join(cmd), self.config.workdir)
-        env = child_env(os.environ, connection_env(self.connections))
+        env = child_env(environment(), connection_env(self.connections))
         try:
             proc = subprocess.Popen(cmd, cwd=self.config.workdir, env=env, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True, start_new_session=True)

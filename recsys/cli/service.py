@@ -18,8 +18,8 @@ app = typer.Typer(help="A running service's admin endpoints (bearer token: RECSY
 
 @app.command()
 def reload(
-    url: Annotated[str, typer.Option(envvar="RECSYS_SERVICE_URL", help="The service's base URL.")
-                   ] = "http://127.0.0.1:3000",
+    url: Annotated[str | None, typer.Option(help="The service's base URL (default: RECSYS_SERVICE_URL, else "
+                                                 "http://127.0.0.1:3000).")] = None,
     expect_version: Annotated[int | None, typer.Option(
         "--expect-version", min=1, help="Fail unless the champion served afterwards is this version.")] = None,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per attempt.")] = 10.0,
@@ -30,8 +30,9 @@ def reload(
     from recsys.stages.service import ReloadParams, reload_service
 
     cfg = serving_settings()
-    result = run(lambda: reload_service(cfg, ReloadParams(url=url, expect_version=expect_version, timeout=timeout,
-                                                          attempts=attempts), reporter=REPORTER))
+    params = ReloadParams(url=url or cfg.service_url, expect_version=expect_version, timeout=timeout,
+                          attempts=attempts)
+    result = run(lambda: reload_service(cfg, params, reporter=REPORTER))
 
     def render() -> Iterator[RenderableType]:
         served = ", ".join(f"{alias} v{v}" for alias, v in sorted(result.versions.items())) or "nothing"
