@@ -156,7 +156,9 @@ class RecsysOperator(BaseOperator):
         reader = threading.Thread(target=drain, daemon=True)
         reader.start()
         try:
-            stdout, _ = proc.communicate()
+            assert proc.stdout is not None
+            stdout = proc.stdout.read()  # stderr is the reader thread's: communicate() would race it for lines
+            proc.wait()
         finally:
             if proc.poll() is None:  # the task was killed (timeout): take the command down with it
                 self.on_kill()
