@@ -176,33 +176,28 @@ repro: setup ## DVC pipeline (dvc.yaml, params.yaml): runs only the stages whose
 unit: setup ## Fast gate: tests/unit + tests/conformance (no data, no servers; seconds)
 	$(BIN)/python -m pytest -q tests/unit tests/conformance $(PYTEST_ARGS)
 
-# Prometheus, Alertmanager, promtool and amtool (Debian's packages; CI runs as root) for `make monitoring` and the
-# tests of monitoring/. Without root and without them those tests skip. Only the binaries are wanted: a daemon the
-# package's install started is stopped.
-.PHONY: monitoring-tools
-monitoring-tools: ## Install Prometheus, Alertmanager, promtool, amtool (apt-get, as root) unless on PATH
-	@if command -v promtool >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1 \
-	    && command -v prometheus >/dev/null 2>&1 && command -v prometheus-alertmanager >/dev/null 2>&1; then :; \
+# $(call apt-tools,<commands wanted on PATH>,<Debian packages>,<what is skipped without them>): install them as
+# root (CI runs as root), or say what is skipped.
+define apt-tools
+	@if (for c in $(1); do command -v $$c >/dev/null 2>&1 || exit 1; done); then :; \
 	elif [ "$$(id -u)" != 0 ]; then \
-	  echo "note: Prometheus/Alertmanager tools missing and not root: the tests that run them skip" \
-	    "(apt-get install prometheus prometheus-alertmanager)" >&2; \
+	  echo "note: $(1) missing and not root, so $(3) will be skipped (apt-get install $(2))" >&2; \
 	else \
-	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-	    prometheus prometheus-alertmanager || exit 1; \
-	  if [ -d /run/systemd/system ]; then systemctl disable --now prometheus prometheus-alertmanager || true; fi; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(2) || exit 1; \
 	fi
+endef
 
-# Headless Chromium and its driver (Debian's packages) for the Airflow UI test; without root and without them it skips.
-.PHONY: browser-tools
+# Prometheus, Alertmanager, promtool and amtool for `make monitoring` and the tests of monitoring/. Only the
+# binaries are wanted: a daemon the package's install started is stopped.
+.PHONY: monitoring-tools browser-tools
+monitoring-tools: ## Install Prometheus, Alertmanager, promtool, amtool (apt-get, as root) unless on PATH
+	$(call apt-tools,promtool amtool prometheus prometheus-alertmanager,prometheus prometheus-alertmanager,the tests that run them)
+	@if [ "$$(id -u)" = 0 ] && [ -d /run/systemd/system ]; then \
+	  systemctl disable --now prometheus prometheus-alertmanager 2>/dev/null || true; fi
+
+# Headless Chromium and its driver (Debian's packages) for the Airflow UI test.
 browser-tools: ## Install Chromium and chromedriver (apt-get, as root) unless on PATH
-	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" != 0 ]; then \
-	  echo "note: chromium/chromedriver missing and not root: the Airflow UI test skips" \
-	    "(apt-get install chromium chromium-driver)" >&2; \
-	else \
-	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-	    chromium chromium-driver || exit 1; \
-	fi
+	$(call apt-tools,chromium chromedriver,chromium chromium-driver,the Airflow UI test)
 
 test: setup airflow-setup data monitoring-tools browser-tools ## The test suite without the slow tests (unit to real servers)
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)

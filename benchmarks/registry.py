@@ -17,7 +17,6 @@ import contextlib
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +75,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             cfg = trained.config.model_copy(
                 update={"ranker": trained.config.ranker.model_copy(update={"seed": 100 + seed})})
             t0 = time.perf_counter()
-            logged = log_training(replace(trained, config=cfg), bundle, tracking_uri=uri)
+            logged = log_training(trained.with_config(cfg), bundle, tracking_uri=uri)
             t1 = time.perf_counter()
             versions.append(register(logged, MODEL, tracking_uri=uri, audit=audit).version)
             t2 = time.perf_counter()

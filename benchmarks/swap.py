@@ -20,7 +20,6 @@ import secrets
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +89,7 @@ def two_versions(bundle: Path, root: Path) -> tuple[str, AuditLog]:
     Recommender(rec.stage1, rec.features, shorter, rec.profiles, rec.manifest, rec.titles).save(bundles[2])
     for seed in (1, 2):
         ranker = cfg.ranker.model_copy(update={"seed": 1000 + seed})
-        result = replace(base_result, config=cfg.model_copy(update={"ranker": ranker}))
+        result = base_result.with_config(cfg.model_copy(update={"ranker": ranker}))
         register(log_training(result, bundles[seed], tracking_uri=uri), MODEL, tracking_uri=uri, audit=audit)
     service.promote(MODEL, 1, actor="bench", reason="start", audit=audit, tracking_uri=uri)
     return uri, audit

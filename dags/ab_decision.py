@@ -15,20 +15,12 @@ from typing import Any
 from airflow.sdk import dag, task
 from recsys_airflow import CONFIG, recsys_task
 from recsys_airflow.config import REGISTRY_POOL, SERVICE_CONN, SERVICE_ENV
-from recsys_airflow.notify import dag_failure_notifiers
 
 
-@dag(
-    dag_id="ab_decision",
+@dag(dag_id="ab_decision", **CONFIG.dag_args(
     schedule=CONFIG.ab_schedule,
-    start_date=CONFIG.start,
-    catchup=False,
-    max_active_runs=1,
-    tags=["recsys", "experiments", "registry"],
-    doc_md=__doc__,
-    default_args=CONFIG.default_args(timeout=timedelta(minutes=15)),
-    on_failure_callback=dag_failure_notifiers(CONFIG),
-)
+    tags=["experiments", "registry"], doc=__doc__, timeout=timedelta(minutes=15),
+))
 def ab_decision() -> None:
     decide = recsys_task("decide", "ab", "decide", "--apply", "--by", "airflow", pool=REGISTRY_POOL)
 

@@ -22,22 +22,14 @@ from typing import Any
 from airflow.sdk import Param, dag, task
 from recsys_airflow import CONFIG, pull, recsys_task
 from recsys_airflow.assets import VALIDATED
-from recsys_airflow.notify import dag_failure_notifiers
 
 
-@dag(
-    dag_id="ingest_and_validate",
+@dag(dag_id="ingest_and_validate", **CONFIG.dag_args(
     schedule=CONFIG.weekly_schedule,
-    start_date=CONFIG.start,
-    catchup=False,
-    max_active_runs=1,
-    tags=["recsys", "data"],
-    doc_md=__doc__,
-    default_args=CONFIG.default_args(timeout=timedelta(minutes=10)),
-    on_failure_callback=dag_failure_notifiers(CONFIG),
+    tags=["data"], doc=__doc__, timeout=timedelta(minutes=10),
     params={"week": Param(None, type=["null", "integer"], minimum=0,
                           description="The replay week to ingest (default: the week before the logical date).")},
-)
+))
 def ingest_and_validate() -> None:
     # a run triggered without a logical date stands for the time it was triggered
     week = recsys_task("replay_week", "schedule", "week", "--date", "{{ dag_run.logical_date or dag_run.run_after }}",

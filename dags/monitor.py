@@ -22,20 +22,12 @@ from typing import Any
 from airflow.sdk import dag, task
 from recsys_airflow import CONFIG, recsys_task
 from recsys_airflow.assets import DRIFT, PERFORMANCE
-from recsys_airflow.notify import dag_failure_notifiers
 
 
-@dag(
-    dag_id="monitor",
+@dag(dag_id="monitor", **CONFIG.dag_args(
     schedule=CONFIG.monitor_schedule,
-    start_date=CONFIG.start,
-    catchup=False,
-    max_active_runs=1,
-    tags=["recsys", "monitoring"],
-    doc_md=__doc__,
-    default_args=CONFIG.default_args(timeout=timedelta(minutes=10)),
-    on_failure_callback=dag_failure_notifiers(CONFIG),
-)
+    tags=["monitoring"], doc=__doc__, timeout=timedelta(minutes=10),
+))
 def monitor() -> None:
     drift = recsys_task("drift", "drift", "--since-last-verdict")
     ctr = recsys_task("ctr", "monitor", "ctr")

@@ -30,22 +30,14 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, t
 from recsys_airflow import CONFIG, pull, recsys_task
 from recsys_airflow.assets import DRIFT, PERFORMANCE
 from recsys_airflow.config import REGISTRY_POOL, SERVICE_CONN, SERVICE_ENV
-from recsys_airflow.notify import dag_failure_notifiers
 
 TARGET = pull("gate", "target")
 
 
-@dag(
-    dag_id="retrain",
+@dag(dag_id="retrain", **CONFIG.dag_args(
     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable(CONFIG.weekly_schedule, timezone="UTC"),
                                  assets=DRIFT | PERFORMANCE),
-    start_date=CONFIG.start,
-    catchup=False,
-    max_active_runs=1,
-    tags=["recsys", "training", "registry"],
-    doc_md=__doc__,
-    default_args=CONFIG.default_args(timeout=timedelta(minutes=20)),
-    on_failure_callback=dag_failure_notifiers(CONFIG),
+    tags=["training", "registry"], doc=__doc__, timeout=timedelta(minutes=20),
     params={
         "policy": Param(CONFIG.gate_policy, enum=["auto", "manual"],
                         description="auto: a gate pass promotes; manual: it waits for approval."),
@@ -54,7 +46,7 @@ TARGET = pull("gate", "target")
         "refit": Param(False, type="boolean",
                        description="On a pass, retrain on every week before now and promote that refit."),
     },
-)
+))
 def retrain() -> None:
     # an asset-triggered run has no logical date: its "now" is after the newest validated week
     plan = recsys_task("plan", "schedule", "retrain", "--date", "{{ dag_run.logical_date }}", "--week",

@@ -14,26 +14,18 @@ from datetime import timedelta
 from airflow.sdk import Param, dag
 from recsys_airflow import CONFIG, pull, recsys_task
 from recsys_airflow.config import REGISTRY_POOL, SERVICE_CONN, SERVICE_ENV
-from recsys_airflow.notify import dag_failure_notifiers
 
 
-@dag(
-    dag_id="rollback",
+@dag(dag_id="rollback", **CONFIG.dag_args(
     schedule=None,
-    start_date=CONFIG.start,
-    catchup=False,
-    max_active_runs=1,
-    tags=["recsys", "registry"],
-    doc_md=__doc__,
-    default_args=CONFIG.default_args(timeout=timedelta(minutes=5)),
-    on_failure_callback=dag_failure_notifiers(CONFIG),
+    tags=["registry"], doc=__doc__, timeout=timedelta(minutes=5),
     params={
         "reason": Param(type="string", minLength=3, description="Why (kept in the audit log)."),
         "to": Param(None, type=["null", "integer"], minimum=1,
                     description="The version to roll back to (it must have been champion); default: the previous."),
         "by": Param("airflow", type="string", minLength=1, description="Who acts."),
     },
-)
+))
 def rollback() -> None:
     move = recsys_task("rollback", "registry", "rollback", "--to", "{{ params.to }}", "--reason",
                        "{{ params.reason }}", "--by", "{{ params.by }}", pool=REGISTRY_POOL, retries=0)

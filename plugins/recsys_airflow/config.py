@@ -105,6 +105,16 @@ class RunnerConfig:
             alert_from=_env("RECSYS_SMTP_FROM", "") or None,
         )
 
+    def dag_args(self, *, schedule: object, tags: list[str], doc: str | None, timeout: timedelta,
+                 params: dict[str, object] | None = None) -> dict[str, object]:
+        """What every DAG of this project shares: its start date, no catchup, one run at a time, the ``recsys``
+        tag, its docstring as its doc, the task defaults and the DAG-level failure notifiers."""
+        from recsys_airflow.notify import dag_failure_notifiers
+
+        return {"schedule": schedule, "start_date": self.start, "catchup": False, "max_active_runs": 1,
+                "tags": ["recsys", *tags], "doc_md": doc, "default_args": self.default_args(timeout=timeout),
+                "on_failure_callback": dag_failure_notifiers(self), "params": params or {}}
+
     def default_args(self, *, timeout: timedelta) -> dict[str, object]:
         """What every task of a DAG gets: owner, retries with exponential backoff, an execution timeout, and the
         failure notifiers."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -100,6 +100,10 @@ class TrainResult:
     info: dict[str, Any]
     requested: TrainConfig | None = None
     """The config asked for (what a run key hashes: it is known before training)."""
+
+    def with_config(self, config: TrainConfig) -> TrainResult:
+        """The same model recorded under another config, asked for and built (so another run key)."""
+        return replace(self, config=config, requested=config)
 
 
 def training_starts(as_of_week: int, cfg: TrainConfig) -> list[int]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -39,6 +40,26 @@ def library_env(root: Path, **extra: str) -> dict[str, str]:
     return {"RECSYS_DATA_DIR": str(root / "data"), "RECSYS_VAR_DIR": str(root / "var"),
             "RECSYS_PARAMS_FILE": str(REPO / "params.yaml"), "RECSYS_TEST_CACHE": os.environ.get(
                 "RECSYS_TEST_CACHE", str(REPO / "data" / "cache")), **extra}
+
+
+RECSYS = str(REPO / ".venv" / "bin" / "recsys")
+
+
+def recsys(env: Mapping[str, str], *args: str) -> Any:
+    """``recsys <args> --json`` in the library env with ``env``; its result."""
+    out = subprocess.run([RECSYS, *args, "--json"], env={**os.environ, **env}, capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout)
+
+
+def validated_store(env: Mapping[str, str], root: Path, weeks: int) -> None:
+    """Replay and validate weeks ``0..weeks-1`` into ``root/data/store`` (what the weekly runs before did)."""
+    recsys(env, "data", "replay", "--all")
+    for part in (root / "data" / "batches").glob("week=*"):
+        if int(part.name.split("=")[1]) >= weeks:
+            shutil.rmtree(part)
+    assert recsys(env, "validate", "--all")["accepted"] == weeks
 
 
 def prepare(home: Path, port: int, extra: Mapping[str, str] | None = None, db_url: str | None = None,

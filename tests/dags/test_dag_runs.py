@@ -6,32 +6,18 @@ registers nothing and moves no alias; the same DAGs on a PostgreSQL metadata dat
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.dags.harness import REPO, library_env, prepare, run_in_airflow
+from tests.dags.harness import library_env, prepare, recsys, run_in_airflow, validated_store
 from tests.receivers import SmtpReceiver, WebhookReceiver, free_port
 
 WEEK0 = datetime(1997, 9, 15, tzinfo=UTC).timestamp()  # replay week 0 starts on this Monday
 WEEK = 7 * 86400
-RECSYS = str(REPO / ".venv" / "bin" / "recsys")
-
-
-def recsys(env: dict[str, str], *args: str) -> dict[str, Any]:
-    out = subprocess.run([RECSYS, *args, "--json"], env={**os.environ, **env}, capture_output=True, text=True,
-                         timeout=900)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout)
-
-
 def alert_env(root: Path, hook: WebhookReceiver, smtp: SmtpReceiver) -> dict[str, str]:
     """The library's channels and (through the launcher's mapping) Airflow's connections, to the receivers."""
     return library_env(root, RECSYS_NOTIFY="outbox,slack,email", RECSYS_SLACK_WEBHOOK_URL=hook.url,
@@ -82,11 +68,7 @@ def test_ingest_and_retrain_register_and_promote_and_a_rerun_moves_nothing(
         tmp_path: Path, raw_data_dir: Callable[[Path], Path]) -> None:
     raw_data_dir(tmp_path)
     lib = library_env(tmp_path)
-    recsys(lib, "data", "replay", "--all")
-    for part in (tmp_path / "data" / "batches").glob("week=*"):
-        if int(part.name.split("=")[1]) >= 20:
-            shutil.rmtree(part)
-    assert recsys(lib, "validate", "--all")["accepted"] == 20  # weeks 0..19, as the weeks before would have
+    validated_store(lib, tmp_path, 20)  # weeks 0..19, as the weekly runs before would have
     env = prepare(tmp_path / "airflow", free_port(), lib)
     monday = "1998-02-09T03:00:00+00:00"  # the Monday after replay week 20
 

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -109,7 +108,7 @@ def trained(small_model: SimpleNamespace, tmp_path_factory: pytest.TempPathFacto
 def with_seed(result: TrainResult, seed: int) -> TrainResult:
     """The same training under another ranker seed: another run key, so another registry version."""
     ranker = result.config.ranker.model_copy(update={"seed": seed})
-    return replace(result, config=result.config.model_copy(update={"ranker": ranker}))
+    return result.with_config(result.config.model_copy(update={"ranker": ranker}))
 
 
 def log(trained: SimpleNamespace, seed: int, uri: str) -> LoggedRun:

@@ -8,7 +8,6 @@ import gc
 import shutil
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,7 +24,7 @@ MODEL = "content-ranker"
 
 def with_seed(result, seed: int):  # type: ignore[no-untyped-def]
     ranker = result.config.ranker.model_copy(update={"seed": seed})
-    return replace(result, config=result.config.model_copy(update={"ranker": ranker}))
+    return result.with_config(result.config.model_copy(update={"ranker": ranker}))
 
 
 @pytest.fixture(scope="module")

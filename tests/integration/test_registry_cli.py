@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -43,7 +42,7 @@ def store(small_model: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory
     versions = []
     for seed in (1, 2):
         config = result.config.model_copy(update={"ranker": result.config.ranker.model_copy(update={"seed": seed})})
-        logged = log_training(replace(result, config=config), bundle, tracking_uri=uri)
+        logged = log_training(result.with_config(config), bundle, tracking_uri=uri)
         versions.append(register(logged, MODEL, tracking_uri=uri))
     yield SimpleNamespace(uri=uri, root=root, client=MlflowClient(tracking_uri=uri, registry_uri=uri),
                           versions=versions)

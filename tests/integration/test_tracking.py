@@ -3,7 +3,6 @@ as of week 20, log it, register it once per run key, and serve it back through `
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -132,8 +131,7 @@ def test_half_registered_version_is_completed_not_duplicated(tracked: SimpleName
     # a different training (another seed), whose first registration died after the version was created
     config = tracked.result.config.model_copy(
         update={"ranker": tracked.result.config.ranker.model_copy(update={"seed": 7})})
-    logged = log_training(dataclasses.replace(tracked.result, config=config, requested=config), tracked.bundle,
-                          tracking_uri=store.uri)
+    logged = log_training(tracked.result.with_config(config), tracked.bundle, tracking_uri=store.uri)
     mlflow.register_model(logged.model_uri, MODEL, tags={"run_key": logged.run_key})  # no alias, not completed
     assert str(store.client.get_model_version_by_alias(MODEL, "challenger").version) == "1"
 

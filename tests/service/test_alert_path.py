@@ -19,7 +19,6 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -46,7 +45,7 @@ AB = {"name": "alert-path-ab", "salt": "e2e", "variants": {"champion": 0.5, "cha
 
 def _with_seed(result: Any, seed: int) -> Any:
     ranker = result.config.ranker.model_copy(update={"seed": seed})
-    return replace(result, config=result.config.model_copy(update={"ranker": ranker}))
+    return result.with_config(result.config.model_copy(update={"ranker": ranker}))
 
 
 @pytest.fixture(scope="module")
