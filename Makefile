@@ -16,6 +16,10 @@ PROMETHEUS_PORT ?= 9090
 ALERTMANAGER_PORT ?= 9093
 AIRFLOW_PORT ?= 8080
 AIRFLOW_VENV ?= .venv-airflow
+BACKFILL_FROM ?= 1997-09-22
+BACKFILL_TO ?= 1998-04-27
+BACKFILL_DIR ?= var/backfill
+BACKFILL_PORT ?= 8090
 PYTEST_ARGS ?=
 # The tests reuse the wheel `make data` downloaded instead of fetching their own copy.
 export RECSYS_TEST_CACHE ?= $(CURDIR)/data/cache
@@ -32,10 +36,13 @@ AIRFLOW_BIN := $(AIRFLOW_VENV)/bin
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 # the embedded Airflow (plugins/recsys_airflow/local.py): this project's DAGs, their runner and notifiers
 AIRFLOW_LOCAL := PYTHONPATH=$(CURDIR)/plugins $(AIRFLOW_BIN)/python -m recsys_airflow.local
+# the same Airflow driving two backfills (plugins/recsys_airflow/backfill.py)
+AIRFLOW_BACKFILL := PYTHONPATH=$(CURDIR)/plugins $(AIRFLOW_BIN)/python -m recsys_airflow.backfill
+BACKFILL_ROOT = $(abspath $(BACKFILL_DIR))
 
 .DEFAULT_GOAL := help
 .PHONY: help setup data demo loop serve monitoring bento repro unit test test-slow test-all lint bench lock bento-lock clean \
-  airflow-setup airflow airflow-lock
+  airflow-setup airflow airflow-lock backfill
 
 help: ## Show the targets
 	@echo "Usage: make <target>   (PYTHON=$(PYTHON), VENV=$(VENV))"
@@ -92,6 +99,14 @@ $(AIRFLOW_STAMP): requirements-airflow.txt $(STAMP)
 
 airflow: setup airflow-setup data ## Airflow (api-server, scheduler, dag-processor, triggerer; SQLite, LocalExecutor) on AIRFLOW_PORT
 	$(AIRFLOW_LOCAL) --home $(CURDIR)/var/airflow --port $(AIRFLOW_PORT)
+
+# Its own data and var dirs under BACKFILL_DIR (the demo's data/ and var/ stay untouched); the metadata DB must not
+# be SQLite: export RECSYS_AIRFLOW_DB_URL (e.g. postgresql+psycopg2://postgres@127.0.0.1:5432/recsys_backfill).
+backfill: setup airflow-setup data ## Replay BACKFILL_FROM..BACKFILL_TO in Airflow: backfill ingest_and_validate, then retrain, then the timeline
+	@mkdir -p $(BACKFILL_ROOT)/data/raw
+	@[ -d $(BACKFILL_ROOT)/data/raw/ml-100k ] || cp -r data/raw/ml-100k $(BACKFILL_ROOT)/data/raw/
+	RECSYS_DATA_DIR=$(BACKFILL_ROOT)/data RECSYS_VAR_DIR=$(BACKFILL_ROOT)/var \
+	  $(AIRFLOW_BACKFILL) --home $(BACKFILL_ROOT)/airflow --port $(BACKFILL_PORT) --from $(BACKFILL_FROM) --to $(BACKFILL_TO)
 
 airflow-lock: setup ## Recompile requirements-airflow.txt from requirements-airflow.in (uv, Python 3.11)
 	$(BIN)/uv pip compile requirements-airflow.in -o requirements-airflow.txt --python-version 3.11
