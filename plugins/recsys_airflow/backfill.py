@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from recsys_airflow.config import REPO
-from recsys_airflow.local import USER, airflow, airflow_env, password, prepare, start, stop, wait_healthy
+from recsys_airflow.local import USER, airflow, airflow_env, password, prepared, start, stop, wait_healthy
 
 DAGS = ("ingest_and_validate", "retrain")
 FINISHED = ("success", "failed")
@@ -202,11 +202,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN'].split('://')[0]}; RECSYS_DATA_DIR="
           f"{env.get('RECSYS_DATA_DIR', 'data')}, RECSYS_VAR_DIR={env.get('RECSYS_VAR_DIR', 'var')}) …",
           file=sys.stderr, flush=True)
-    try:
-        prepare(env)
-    except subprocess.CalledProcessError as exc:
-        print(f"error: airflow {' '.join(exc.cmd[1:])} failed: {(exc.stderr or '').strip()[-400:]}",
-              file=sys.stderr)
+    if not prepared(env):
         return 1
     t0 = time.monotonic()
     procs = start(env, args.home / "logs")

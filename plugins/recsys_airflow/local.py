@@ -130,6 +130,17 @@ def prepare(env: Mapping[str, str]) -> None:
     airflow(env, "pools", "set", REGISTRY_POOL, "1", "recsys: registrations and alias moves, one at a time")
 
 
+def prepared(env: Mapping[str, str]) -> bool:
+    """:func:`prepare`, with a failing ``airflow`` command said in one line on stderr (False)."""
+    try:
+        prepare(env)
+    except subprocess.CalledProcessError as exc:
+        print(f"error: airflow {' '.join(exc.cmd[1:])} failed: {(exc.stderr or '').strip()[-400:]}",
+              file=sys.stderr)
+        return False
+    return True
+
+
 def start(env: Mapping[str, str], logs: Path) -> list[subprocess.Popen[bytes]]:
     """Start the four components (logs in ``logs``)."""
     logs.mkdir(parents=True, exist_ok=True)
@@ -185,11 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     url = env["AIRFLOW__API__BASE_URL"]
     print(f"preparing Airflow in {env['AIRFLOW_HOME']} (metadata DB: "
           f"{env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN'].split('://')[0]}) …", file=sys.stderr, flush=True)
-    try:
-        prepare(env)
-    except subprocess.CalledProcessError as exc:
-        print(f"error: airflow {' '.join(exc.cmd[1:])} failed: {(exc.stderr or '').strip()[-400:]}",
-              file=sys.stderr)
+    if not prepared(env):
         return 1
     if args.prepare_only:
         print(json.dumps({k: v for k, v in env.items() if k.startswith(("AIRFLOW", "PYTHONPATH"))}), flush=True)
