@@ -13,7 +13,9 @@ Weekly (the Monday after a replay week, `RECSYS_AIRFLOW_WEEKLY_SCHEDULE`) **or**
    a pass promotes (policy `auto`) or asks for approval (policy `manual`); a version already gated is not gated
    again, so no alias moves twice. `train` and `gate` hold the pool `recsys_registry` (one slot).
 4. `approval` (manual policy only): Approve / Reject in the Airflow UI (Browse → Required actions), or
-   `recsys registry approve --version V` on the CLI.
+   `recsys registry approve --version V` on the CLI. `approve` / `reject` run with `--once`: after a CLI
+   decision, answering in Airflow records nothing more (the same answer reports it, the opposite one skips), and
+   an unanswered request is rejected after 7 days (nothing moves).
 5. `reload` (`recsys service reload`): the service at the `recsys_service` connection loads the new champion now
    and proves it serves it (skipped without that connection; the service also watches the aliases).
 6. `deliver` (`recsys notify replay`): any notification a channel could not take yet (the promotion, the
@@ -76,11 +78,11 @@ def retrain() -> None:
         body=("The challenger passed the promotion gate (policy manual). Decision record: "
               "`{{ ti.xcom_pull(task_ids='gate')['report_path'] }}`. Approve moves `champion` to it."),
         options=["Approve", "Reject"], options_mapping={"Approve": "approve", "Reject": "reject"},
-        response_timeout=timedelta(days=7), execution_timeout=None, retries=0)
+        defaults=["Reject"], response_timeout=timedelta(days=7), execution_timeout=None, retries=0)
     approve = recsys_task("approve", "registry", "approve", "--version", TARGET, "--by", "airflow",
-                          "--reason", "approved in Airflow (run {{ run_id }})", pool=REGISTRY_POOL)
+                          "--reason", "approved in Airflow (run {{ run_id }})", "--once", pool=REGISTRY_POOL)
     reject = recsys_task("reject", "registry", "reject", "--version", TARGET, "--by", "airflow",
-                         "--reason", "rejected in Airflow (run {{ run_id }})", pool=REGISTRY_POOL)
+                         "--reason", "rejected in Airflow (run {{ run_id }})", "--once", pool=REGISTRY_POOL)
     reload = recsys_task("reload", "service", "reload", "--expect-version", TARGET, connections=SERVICE_ENV,
                          requires_connection=SERVICE_CONN, trigger_rule="none_failed_min_one_success")
     deliver = recsys_task("deliver", "notify", "replay", trigger_rule="none_failed")

@@ -85,22 +85,28 @@ def show(version: VersionOption, model: ModelOption = None, as_json: JsonOption 
     emit(result, as_json, render)
 
 
+OnceOption = Annotated[bool, typer.Option(
+    "--once", help="If this version's approval was already decided (on the CLI or in Airflow), report that "
+                   "decision and move nothing; the opposite decision exits 3 (nothing to do).")]
+
+
 def _release(action: str, version: int, by: str | None, reason: str | None, model: str | None,
-             as_json: bool) -> None:
+             as_json: bool, once: bool = False) -> None:
     """promote, approve and reject: one stage, one output."""
     from recsys.stages.registry import ReleaseParams, release
 
     result = run(lambda: release(settings(model=model), ReleaseParams(action=action, version=version, by=by,
-                                                                       reason=reason)))
+                                                                       reason=reason, once=once)))
     emit(result, as_json, lambda: [_move_line(result)])
 
 
 def _move_line(result: RegistryMove) -> str:
-    if result.event == "rejected":
-        return f"{result.model}: v{result.to_version} rejected by {result.actor}"
+    already = " (decided before; nothing moved)" if result.already else ""
+    if result.event in ("rejected", "approved"):
+        return f"{result.model}: v{result.to_version} {result.event.value} by {result.actor}{already}"
     what = {"rolled_back": "rolled back, champion", "promoted": "champion"}[result.event]
     approved = f"approved by {result.actor}; " if result.record.details.get("approved_by") else ""
-    return f"{result.model}: {approved}{what} {versions_label(result.from_version, result.to_version)}"
+    return f"{result.model}: {approved}{what} {versions_label(result.from_version, result.to_version)}{already}"
 
 
 @app.command("promote")
@@ -113,17 +119,17 @@ def promote(version: VersionOption, model: ModelOption = None, by: ByOption = No
 @app.command("approve")
 def approve(version: VersionOption, by: Annotated[str, typer.Option("--by", help="Who approves.")],
             reason: Annotated[str, typer.Option("--reason", help="Why.")], model: ModelOption = None,
-            as_json: JsonOption = False) -> None:
+            once: OnceOption = False, as_json: JsonOption = False) -> None:
     """Approve a version waiting for approval (manual policy) and promote it to champion."""
-    _release("approve", version, by, reason, model, as_json)
+    _release("approve", version, by, reason, model, as_json, once)
 
 
 @app.command("reject")
 def reject(version: VersionOption, by: Annotated[str, typer.Option("--by", help="Who rejects.")],
            reason: Annotated[str, typer.Option("--reason", help="Why.")], model: ModelOption = None,
-           as_json: JsonOption = False) -> None:
+           once: OnceOption = False, as_json: JsonOption = False) -> None:
     """Reject a version (clears its pending approval); no alias moves."""
-    _release("reject", version, by, reason, model, as_json)
+    _release("reject", version, by, reason, model, as_json, once)
 
 
 @app.command("rollback")

@@ -169,6 +169,17 @@ class AuditLog(SqlStore):
             raise ValueError(f"limit must be >= 1, got {limit}")
         return self._query(model_name, newest_first=True, limit=limit)
 
+    def decision(self, model_name: str, version: int) -> AuditRecord | None:
+        """The latest approval event of ``version`` (``approval_pending``, ``approved`` or ``rejected``), or None."""
+        decisions = (AuditEvent.APPROVAL_PENDING, AuditEvent.APPROVED, AuditEvent.REJECTED)
+        return next((r for r in self._query(model_name, decisions, newest_first=True) if r.to_version == version),
+                    None)
+
+    def following(self, record: AuditRecord, event: AuditEvent) -> AuditRecord | None:
+        """The first ``event`` of the same model and ``to_version`` after ``record`` (an approval's promotion)."""
+        return next((r for r in self._query(record.model_name, (event,))
+                     if r.id > record.id and r.to_version == record.to_version), None)
+
     def champion_versions(self, model_name: str) -> list[int]:
         """Every version that became champion (promotions and rollbacks), oldest first, repeats kept."""
         return [r.to_version for r in self._query(model_name, CHAMPION_EVENTS) if r.to_version is not None]

@@ -17,11 +17,12 @@ from pydantic import BaseModel, Field
 from recsys.registry.audit import AuditEvent, AuditLog, AuditRecord
 from recsys.registry.service import VersionRow
 from recsys.settings import Settings
-from recsys.stages.base import StageError, StageResult
+from recsys.stages.base import NothingToDoError, StageError, StageResult
 
 
 class RegistryMove(StageResult):
-    """What a registry action did: the audit record it wrote (for an alias move: from and to which version)."""
+    """What a registry action did: the audit record it wrote (for an alias move: from and to which version), or
+    with ``already``, the record of the same decision taken before (``--once``: nothing was written)."""
 
     model: str
     event: AuditEvent
@@ -29,6 +30,7 @@ class RegistryMove(StageResult):
     to_version: int | None
     actor: str
     record: AuditRecord
+    already: bool = False
 
 
 @contextlib.contextmanager
@@ -40,9 +42,26 @@ def _registry(settings: Settings) -> Iterator[tuple[str, AuditLog]]:
         audit.close()
 
 
-def _moved(record: AuditRecord) -> RegistryMove:
+def _moved(record: AuditRecord, already: bool = False) -> RegistryMove:
     return RegistryMove(model=record.model_name, event=record.event, from_version=record.from_version,
-                        to_version=record.to_version, actor=record.actor, record=record)
+                        to_version=record.to_version, actor=record.actor, record=record, already=already)
+
+
+def _decided(audit: AuditLog, name: str, params: ReleaseParams) -> RegistryMove | None:
+    """``--once``: the earlier decision on this version's approval, if one was taken (None: decide now).
+
+    The same decision taken before is reported (an approval by its promotion); the opposite one is nothing to do.
+    """
+    last = audit.decision(name, params.version)
+    if last is None or last.event is AuditEvent.APPROVAL_PENDING:
+        return None
+    wanted = AuditEvent.APPROVED if params.action == "approve" else AuditEvent.REJECTED
+    if last.event is not wanted:
+        raise NothingToDoError(f"v{params.version} of {name!r} was already {last.event.value} by {last.actor} at "
+                               f"{last.ts:%Y-%m-%d %H:%M} UTC ({last.reason}); nothing moved")
+    if wanted is AuditEvent.APPROVED:
+        last = audit.following(last, AuditEvent.PROMOTED) or last
+    return _moved(last, already=True)
 
 
 class ReleaseParams(BaseModel):
@@ -50,6 +69,8 @@ class ReleaseParams(BaseModel):
     version: int = Field(ge=1)
     by: str | None = Field(None, description="who acts (default: the settings' actor); approve/reject need it")
     reason: str | None = Field(None, description="why; approve/reject need it")
+    once: bool = Field(False, description="approve/reject: if the version's approval was already decided (on "
+                                          "the CLI or in Airflow), report that decision and move nothing")
 
 
 def release(settings: Settings, params: ReleaseParams) -> RegistryMove:
@@ -64,6 +85,8 @@ def release(settings: Settings, params: ReleaseParams) -> RegistryMove:
     actor = params.by or settings.actor
     with contextlib.closing(sender), _registry(settings) as (uri, audit):
         name = settings.model_name
+        if params.once and params.action != "promote" and (earlier := _decided(audit, name, params)):
+            return earlier
         if params.action == "promote":
             record = service.promote(name, params.version, actor=actor, reason=params.reason, audit=audit,
                                      tracking_uri=uri, notify=hook)

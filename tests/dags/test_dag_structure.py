@@ -64,7 +64,8 @@ def test_retrain_runs_weekly_or_on_either_signal_and_serialises_registry_writes(
     assert tasks["reload"]["downstream"] == ["deliver"]
     for task_id in ("train", "gate", "approve", "reject"):
         assert tasks[task_id]["pool"] == REGISTRY_POOL, task_id
-    assert "--once" in tasks["gate"]["arguments"], "a rerun does not gate (and promote) twice"
+    for task_id in ("gate", "approve", "reject"):
+        assert "--once" in tasks[task_id]["arguments"], f"{task_id}: a rerun (or a CLI decision) is not repeated"
     assert "--reuse" in tasks["train"]["arguments"], "a rerun does not train (and register) twice"
     assert tasks["reload"]["trigger_rule"].endswith("NONE_FAILED_MIN_ONE_SUCCESS")
     assert dag["params"]["policy"]["enum"] == ["auto", "manual"]

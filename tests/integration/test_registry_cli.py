@@ -9,6 +9,7 @@ on version 2.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -177,6 +178,34 @@ def test_reject_clears_the_request_and_moves_nothing(env: SimpleNamespace) -> No
     assert result.exit_code == 0, result.output
     assert env.audit.pending_approvals(MODEL) == [] and champion(env) is None
     assert_fails_with(cli("approve", "--version", "2", "--by", "alice", "--reason", "ok"), "no pending approval")
+
+
+def test_once_reports_a_decision_taken_on_the_cli_and_moves_nothing_more(env: SimpleNamespace) -> None:
+    """Airflow's approve/reject tasks run with --once: a CLI approval while the request waits is not repeated."""
+    promote(env, 1)
+    service.apply_gate_decision(MODEL, 2, gate(passing=True), policy="manual", audit=env.audit,
+                                tracking_uri=env.uri, actor="airflow")
+    assert cli("approve", "--version", "2", "--by", "alice", "--reason", "ok").exit_code == 0
+    before = env.audit.history(MODEL)
+
+    again = cli("approve", "--version", "2", "--by", "airflow", "--reason", "approved in Airflow", "--once", "--json")
+    assert again.exit_code == 0, again.output
+    reported = json.loads(again.output)
+    assert reported["already"] is True and reported["event"] == "promoted"
+    assert (reported["actor"], reported["from_version"], reported["to_version"]) == ("alice", 1, 2)
+    opposite = cli("reject", "--version", "2", "--by", "airflow", "--reason", "timed out", "--once")
+    assert opposite.exit_code == 3, opposite.output
+    assert "already approved by alice" in opposite.output
+    assert env.audit.history(MODEL) == before and champion(env) == 2
+
+
+def test_once_decides_a_pending_request(env: SimpleNamespace) -> None:
+    service.apply_gate_decision(MODEL, 2, gate(passing=True), policy="manual", audit=env.audit,
+                                tracking_uri=env.uri, actor="airflow")
+    result = cli("reject", "--version", "2", "--by", "airflow", "--reason", "no", "--once", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["already"] is False
+    assert env.audit.history(MODEL)[0].event is AuditEvent.REJECTED and champion(env) is None
 
 
 def test_failing_gate_moves_no_alias(env: SimpleNamespace) -> None:
