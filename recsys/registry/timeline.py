@@ -281,7 +281,7 @@ def plot_timeline(rows: Sequence[TimelineRow], path: Path, title: str) -> Path:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if weeks:
         ax.set_xlim(min(weeks) - 0.5, max(weeks) + 1.5)
-    ax.legend(loc="best", fontsize=8)
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8)  # below the axes: it hides no point
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     return path
