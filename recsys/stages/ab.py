@@ -78,6 +78,9 @@ def ab_report(settings: ServingSettings, params: AbParams, *, reporter: Reporter
         experiment = Experiment.configured(settings.experiment, settings.experiment_file)
     except ExperimentError as exc:
         raise StageError(str(exc)) from exc
+    if len(experiment.variants) < 2:  # the default: all traffic on the champion (a daily check must not fail)
+        raise NothingToDoError(f"experiment {experiment.name!r} routes all traffic to {sorted(experiment.variants)}: "
+                               "no A/B test to analyse; set RECSYS_EXPERIMENT or RECSYS_EXPERIMENT_FILE")
     for name in (params.control, params.treatment):
         if name not in experiment.variants:
             raise StageError(f"variant {name!r} is not in experiment {experiment.name!r} (variants: "

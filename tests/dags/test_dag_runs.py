@@ -116,3 +116,13 @@ def test_the_dags_run_on_a_postgresql_metadata_database(tmp_path: Path, raw_data
                                               "new_users": run["xcom"]["publish"]["new_users"],
                                               "new_items": run["xcom"]["publish"]["new_items"]}}]
     assert (tmp_path / "data" / "store" / "week=03").is_dir()
+
+
+@pytest.mark.timeout(600)
+def test_the_daily_ab_decision_skips_while_no_experiment_runs(tmp_path: Path) -> None:
+    env = prepare(tmp_path / "airflow", free_port(), library_env(tmp_path))
+
+    run = run_in_airflow("run_dag.py", "ab_decision", env=env)
+
+    assert run["state"] == "success", run["tasks"]
+    assert run["tasks"] == {"decide": "skipped", "promoted": "skipped", "reload": "skipped", "deliver": "skipped"}

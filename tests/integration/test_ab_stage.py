@@ -15,7 +15,7 @@ from recsys.registry.audit import AuditEvent, AuditLog
 from recsys.serving.feedback import FeedbackEvent, FeedbackStore
 from recsys.settings import ServingSettings
 from recsys.stages.ab import AbParams, ab_decide, ab_report
-from recsys.stages.base import StageError
+from recsys.stages.base import NothingToDoError, StageError
 
 T0 = datetime(1998, 4, 1, tzinfo=UTC)
 EXPERIMENT = {"name": "t", "salt": "s", "variants": {"champion": 0.5, "challenger": 0.5}}
@@ -89,3 +89,10 @@ def test_apply_needs_one_registered_version_and_unknown_variants_are_refused(tmp
         ab_decide(settings, AbParams(apply=True, config=AbConfig(min_impressions=100)))
     with pytest.raises(StageError, match="not in experiment"):
         ab_report(settings, AbParams(treatment="shadow"))
+
+
+def test_no_experiment_is_nothing_to_do_not_a_failure(tmp_path: Path) -> None:
+    """The daily ab_decision DAG skips (exit 3) while no A/B test runs, instead of failing every day."""
+    settings = ServingSettings(var_dir=tmp_path / "var")  # type: ignore[call-arg]
+    with pytest.raises(NothingToDoError, match="no A/B test to analyse"):
+        ab_decide(settings, AbParams(apply=True))
