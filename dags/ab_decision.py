@@ -4,7 +4,8 @@
 Daily (`RECSYS_AIRFLOW_AB_SCHEDULE`): the configured experiment's analysis over the logged impressions and their
 attributed feedback (`recsys ab decide --apply`): the decision is written to the registry's audit log; when it is
 `promote`, the treatment's version becomes `champion` through the registry's promote path (audit record,
-notification), and the service reloads. `keep` or `continue` moves nothing. While no experiment splits the traffic, the run skips (nothing to analyse).
+notification), and the service reloads. `keep` or `continue` moves nothing. While no experiment splits the
+traffic, the run skips (nothing to analyse).
 """
 
 from __future__ import annotations
