@@ -34,6 +34,9 @@ COMPILED := $(VENV)/.compiled
 RECSYS := $(BIN)/recsys
 AIRFLOW_BIN := $(AIRFLOW_VENV)/bin
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
+TOOLS_VENV ?= .venv-tools
+TOOLS_BIN := $(TOOLS_VENV)/bin
+TOOLS_STAMP := $(TOOLS_VENV)/.installed
 # the embedded Airflow (plugins/recsys_airflow/local.py): this project's DAGs, their runner and notifiers
 AIRFLOW_LOCAL := PYTHONPATH=$(CURDIR)/plugins $(AIRFLOW_BIN)/python -m recsys_airflow.local
 # the same Airflow driving two backfills (plugins/recsys_airflow/backfill.py)
@@ -42,7 +45,7 @@ BACKFILL_ROOT = $(abspath $(BACKFILL_DIR))
 
 .DEFAULT_GOAL := help
 .PHONY: help setup data demo loop serve monitoring bento repro unit test test-slow test-all lint bench lock bento-lock clean \
-  airflow-setup airflow airflow-lock backfill
+  airflow-setup airflow airflow-lock backfill tools-setup tools-lock
 
 help: ## Show the targets
 	@echo "Usage: make <target>   (PYTHON=$(PYTHON), VENV=$(VENV))"
@@ -96,6 +99,22 @@ $(AIRFLOW_STAMP): requirements-airflow.txt $(STAMP)
 	@$(BIN)/uv pip install --quiet --python $(AIRFLOW_BIN)/python -r requirements-airflow.txt
 	@$(AIRFLOW_BIN)/python -m compileall -q -j 0 $(AIRFLOW_VENV)/lib >/dev/null || true
 	@touch $@
+
+# The deployment checks (hadolint, check-jsonschema, kubernetes-validate, python-hcl2, checkov, bandit,
+# detect-secrets) in their own venv: checkov's pins never meet the library's.
+tools-setup: $(TOOLS_STAMP) ## Create the checks venv (.venv-tools: linters and offline validators for docker/, k8s/, terraform/, workflows)
+
+$(TOOLS_STAMP): requirements-tools.txt $(STAMP)
+	@if [ -x $(TOOLS_BIN)/python ] && ! $(TOOLS_BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then \
+	  echo "$(TOOLS_VENV) is not a Python 3.11 venv: recreating it"; rm -rf $(TOOLS_VENV); fi
+	@[ -x $(TOOLS_BIN)/python ] || { echo "creating $(TOOLS_VENV)"; $(PYTHON) -m venv --without-pip $(TOOLS_VENV); }
+	@echo "installing pinned check tools into $(TOOLS_VENV)"
+	@$(BIN)/uv pip install --quiet --python $(TOOLS_BIN)/python -r requirements-tools.txt
+	@$(TOOLS_BIN)/python -m compileall -q -j 0 $(TOOLS_VENV)/lib >/dev/null || true
+	@touch $@
+
+tools-lock: setup ## Recompile requirements-tools.txt from requirements-tools.in (uv, Python 3.11)
+	$(BIN)/uv pip compile requirements-tools.in -o requirements-tools.txt --python-version 3.11
 
 airflow: setup airflow-setup data ## Airflow (api-server, scheduler, dag-processor, triggerer; SQLite, LocalExecutor) on AIRFLOW_PORT
 	$(AIRFLOW_LOCAL) --home $(CURDIR)/var/airflow --port $(AIRFLOW_PORT)
@@ -214,13 +233,13 @@ monitoring-tools: ## Install Prometheus, Alertmanager, promtool, amtool (apt-get
 browser-tools: ## Install Chromium and chromedriver (apt-get, as root) unless on PATH
 	$(call apt-tools,chromium chromedriver,chromium chromium-driver,the Airflow UI test)
 
-test: setup airflow-setup data monitoring-tools browser-tools ## The test suite without the slow tests (unit to real servers)
+test: setup airflow-setup tools-setup data monitoring-tools browser-tools ## The test suite without the slow tests (unit to real servers)
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-test-slow: setup airflow-setup data monitoring-tools browser-tools ## Only the slow tests (DVC end to end, every real week, a real bentoml serve)
+test-slow: setup airflow-setup tools-setup data monitoring-tools browser-tools ## Only the slow tests (DVC end to end, every real week, a real bentoml serve)
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
-test-all: setup airflow-setup data monitoring-tools browser-tools ## Every test, including the slow ones
+test-all: setup airflow-setup tools-setup data monitoring-tools browser-tools ## Every test, including the slow ones
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: setup ## ruff, mypy (recsys, bentos, benchmarks) and the layering contract (import-linter)
