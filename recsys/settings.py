@@ -219,6 +219,9 @@ class ServingSettings(Settings):
     """In-flight requests per service before 429 (BentoML splits it across the workers; read at import)."""
     timeout: float = Field(10.0, gt=0)
     """Request timeout in seconds, then 504 (read at import)."""
+    workers: int | Literal["cpu_count"] = 1
+    """Worker processes of the service, or ``cpu_count`` (cgroup-aware: in a pod, its CPU limit); each has its
+    own model copy and connection pool, so the stores must take concurrent writers (read at import)."""
     threads: int = Field(4, ge=1)
     """Threads per worker for the synchronous endpoints, and (separately) the cap on concurrent uncached
     rankings (read at import)."""

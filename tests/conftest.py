@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
@@ -151,16 +152,16 @@ def wait_until() -> Callable[..., None]:
 PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
 
-@pytest.fixture
-def postgres_db() -> Iterator[str]:
-    """The URL of a database created for this test on the machine's PostgreSQL (127.0.0.1:5432, trust auth) and
-    dropped after it; the test skips with a one-line reason where no server answers."""
+@contextlib.contextmanager
+def postgres_database(purpose: str = "test") -> Iterator[str]:
+    """A database created on the machine's PostgreSQL (127.0.0.1:5432, trust auth) for one test or module, dropped
+    after it (with its connections); skips with a one-line reason where no server answers."""
     import uuid
 
     from sqlalchemy import create_engine, text
 
     admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2})
-    name = f"recsys_test_{uuid.uuid4().hex[:12]}"
+    name = f"recsys_{purpose}_{uuid.uuid4().hex[:12]}"
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -173,6 +174,27 @@ def postgres_db() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_db() -> Iterator[str]:
+    """The URL of a database created for this test on the machine's PostgreSQL and dropped after it."""
+    with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store's URL on each backend a deployment uses: a SQLite file in a folder that does not exist yet (the
+    store must make it), and a database of its own on the machine's PostgreSQL (skips where none answers)."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("postgres_db"))
+    return f"sqlite:///{tmp_path / 'stores' / 'store.db'}"
+
+
+def url_of(store: object) -> str:
+    """The URL a second instance of ``store`` opens (the password kept)."""
+    return str(store.url.render_as_string(hide_password=False))  # type: ignore[attr-defined]
 
 
 # -- real data ---------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from recsys.cli import (
     ab,
     config,
     data,
+    db,
     drift,
     evaluate,
     monitor,
@@ -32,6 +33,7 @@ from recsys.runtime import prepare_process
 app = typer.Typer(help="Two-stage content recommender on MovieLens-100K, replayed week by week.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
 app.add_typer(data.app, name="data")
+app.add_typer(db.app, name="db")
 app.add_typer(registry.app, name="registry")
 app.add_typer(config.app, name="config")
 app.add_typer(monitor.app, name="monitor")

@@ -113,6 +113,7 @@ class NotificationStore(SqlStore):
     """The durable outbox of notifications (see the module docstring). Thread-safe; one short session per call."""
 
     metadata = Base.metadata
+    schema_name = "notifications"
     durable = True
 
     # -- writing a new message ------------------------------------------------------------------------------

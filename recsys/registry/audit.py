@@ -123,6 +123,7 @@ class AuditLog(SqlStore):
     """Append-only event log of one registry, over any SQLAlchemy URL."""
 
     metadata = Base.metadata
+    schema_name = "audit"
 
     def record(self, event: AuditEvent | str, model_name: str, *, from_version: int | None = None,
                to_version: int | None = None, actor: str | None = None, reason: str | None = None,

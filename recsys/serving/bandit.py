@@ -101,6 +101,7 @@ class BanditStore(SqlStore):
     """
 
     metadata = Base.metadata
+    schema_name = "bandit"
 
     def write(self, experiment: str, counts: Mapping[str, tuple[int, int]]) -> None:
         """Store ``variant -> (impressions, clicks)`` totals for ``experiment``, in one transaction."""

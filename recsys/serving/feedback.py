@@ -106,6 +106,7 @@ class FeedbackStore(SqlStore):
     """
 
     metadata = Base.metadata
+    schema_name = "feedback"
     durable = True
 
     def _insert(self, dialect: str) -> Insert | None:

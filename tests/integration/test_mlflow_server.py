@@ -1,4 +1,6 @@
-"""Registration and promotion against a real ``mlflow server`` on a loopback port, started by this module.
+"""Registration, promotion and rollback against a real ``mlflow server`` on a loopback port, started by this
+module, once over SQLite (the embedded default) and once over PostgreSQL as the compose and Kubernetes deployments
+run it: the MLflow backend store and the audit log each in a database of their own on the machine's server.
 
 The server is stopped mid-way (after a run was logged, before it is registered and before a promotion): both
 operations retry with backoff, then fail with ``MlflowUnreachableError`` naming the tracking URI; the audit log
@@ -27,6 +29,7 @@ from recsys.ranking.train import TrainResult
 from recsys.registry import service
 from recsys.registry.audit import AuditEvent, AuditLog
 from recsys.registry.tracking import LoggedRun, MlflowUnreachableError, is_connection_error, log_training, register
+from tests.conftest import postgres_database
 
 AS_OF = 20
 MODEL = "content-ranker"
@@ -39,10 +42,12 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    """``mlflow server`` on 127.0.0.1:<port> over a SQLite store and a local artifact root, in its own group."""
+    """``mlflow server`` on 127.0.0.1:<port> over a backend store URL and a local artifact root, in its own group."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, backend: str, audit_url: str) -> None:
         self.root = root
+        self.backend = backend
+        self.audit_url = audit_url
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.log = root / "server.log"
@@ -50,7 +55,7 @@ class MlflowServer:
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", "mlflow", "server",
-               "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+               "--backend-store-uri", self.backend,
                "--artifacts-destination", str(self.root / "artifacts"),
                "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
                "--allowed-hosts", f"127.0.0.1:{self.port},localhost:{self.port}"]
@@ -87,14 +92,21 @@ class MlflowServer:
             raise AssertionError(f"mlflow server still answers on {self.uri} after being stopped")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    srv = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
-    try:
-        srv.start()
-        yield srv
-    finally:
-        srv.stop()
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    root = tmp_path_factory.mktemp("mlflow-server")
+    with contextlib.ExitStack() as stack:
+        if request.param == "postgresql":
+            backend = stack.enter_context(postgres_database("mlflow"))
+            audit_url = stack.enter_context(postgres_database("audit"))
+        else:
+            backend, audit_url = f"sqlite:///{root / 'mlflow.db'}", f"sqlite:///{root / 'audit.db'}"
+        srv = MlflowServer(root, backend, audit_url)
+        try:
+            srv.start()
+            yield srv
+        finally:
+            srv.stop()
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +130,7 @@ def log(trained: SimpleNamespace, seed: int, uri: str) -> LoggedRun:
 @pytest.fixture(scope="module")
 def registry(server: MlflowServer, trained: SimpleNamespace) -> SimpleNamespace:
     """v1 (promoted to champion) and v2 (challenger), registered through the server."""
-    audit = AuditLog(f"sqlite:///{server.root / 'audit.db'}")
+    audit = AuditLog(server.audit_url)
     first = register(log(trained, 1, server.uri), MODEL, tracking_uri=server.uri, audit=audit)
     promoted = service.promote(MODEL, first.version, actor="ci", reason="first champion", audit=audit,
                                tracking_uri=server.uri)
@@ -183,3 +195,20 @@ def test_unreachable_server_fails_cleanly_and_moves_nothing(registry: SimpleName
     again = register(logged, MODEL, tracking_uri=server.uri, audit=audit)
     assert (again.version, again.created) == (3, True)
     assert service.current_champion(MODEL, server.uri) == 1
+
+
+def test_rollback_through_the_server_moves_champion_back(registry: SimpleNamespace, server: MlflowServer) -> None:
+    """After the outage test: v2 promoted, then rolled back to v1, each step in the audit log of its database."""
+    audit = registry.audit
+    service.promote(MODEL, 2, actor="ci", reason="better", audit=audit, tracking_uri=server.uri)
+    assert service.current_champion(MODEL, server.uri) == 2
+    back = service.rollback(MODEL, actor="ci", reason="regression", audit=audit, tracking_uri=server.uri)
+    assert (back.from_version, back.to_version) == (2, 1)
+    assert service.current_champion(MODEL, server.uri) == 1
+    reread = AuditLog(server.audit_url)  # another process's view of the same database
+    try:
+        assert [(r.event, r.from_version, r.to_version) for r in reread.history(MODEL, limit=2)] == [
+            (AuditEvent.ROLLED_BACK, 2, 1), (AuditEvent.PROMOTED, 1, 2)]
+        assert reread.status() == 1
+    finally:
+        reread.close()

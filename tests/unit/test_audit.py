@@ -1,4 +1,5 @@
-"""The registry audit log on a real SQLite file: history, champion sequence, rollback plans, approvals."""
+"""The registry audit log on a real SQLite file and a real PostgreSQL database: history, champion sequence,
+rollback plans, approvals."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from recsys.registry.audit import (
     record_rollback,
 )
 from recsys.settings import Settings
+from tests.conftest import url_of
 
 MODEL = "content-ranker"
 
@@ -31,8 +33,8 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def audit(db_path: Path) -> Iterator[AuditLog]:
-    log = AuditLog(f"sqlite:///{db_path}")
+def audit(store_url: str) -> Iterator[AuditLog]:
+    log = AuditLog(store_url)
     yield log
     log.close()
 
@@ -54,8 +56,10 @@ def test_default_url_lives_under_var_dir_and_nothing_is_made_before_use(tmp_path
     log.close()
 
 
-def test_sqlite_file_is_in_wal_mode(audit: AuditLog, db_path: Path) -> None:
+def test_sqlite_file_is_in_wal_mode(db_path: Path) -> None:
+    audit = AuditLog(f"sqlite:///{db_path}")
     audit.create()
+    audit.close()
     with sqlite3.connect(db_path) as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
@@ -113,14 +117,14 @@ def test_history_filters_by_model_and_limits(audit: AuditLog) -> None:
         audit.history(limit=0)
 
 
-def test_details_round_trip_as_json(audit: AuditLog, db_path: Path) -> None:
+def test_details_round_trip_as_json(audit: AuditLog) -> None:
     details = {"verdict": "pass", "ndcg_diff": {"lo": 0.012, "hi": 0.031}, "slices": ["warm", "cold"],
                "reasons": [], "note": "überprüft ✓", "ok": True, "none": None, "p95_ms": np.float64(3.5),
                "per_user": np.array([1, 2]), "window": (12, 16)}
     rec = audit.record("gate_decision", MODEL, to_version=2, details=details)
     expected = {**details, "p95_ms": 3.5, "per_user": [1, 2], "window": [12, 16]}
     assert rec.details == expected
-    reread = AuditLog(f"sqlite:///{db_path}")
+    reread = AuditLog(url_of(audit))
     assert reread.history()[0].details == expected
     reread.close()
     json.dumps(rec.to_dict())  # what notification hooks receive is plain JSON
@@ -206,17 +210,17 @@ def test_pending_approvals_resolved_by_approved_and_rejected(audit: AuditLog) ->
     assert [r.to_version for r in audit.pending_approvals("other")] == []
 
 
-def test_records_survive_across_instances(audit: AuditLog, db_path: Path) -> None:
+def test_records_survive_across_instances(audit: AuditLog) -> None:
     promote(audit, 1, 2)
     audit.close()
-    second = AuditLog(f"sqlite:///{db_path}")
+    second = AuditLog(url_of(audit))
     assert second.champion_versions(MODEL) == [1, 2]
     assert second.history() == audit.history()
     second.close()
 
 
-def test_concurrent_writers_on_a_fresh_file_all_land(db_path: Path) -> None:
-    logs = [AuditLog(f"sqlite:///{db_path}") for _ in range(2)]
+def test_concurrent_writers_on_a_fresh_database_all_land(store_url: str) -> None:
+    logs = [AuditLog(store_url) for _ in range(2)]
     start = threading.Barrier(2)
     errors: list[BaseException] = []
 

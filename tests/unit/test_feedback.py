@@ -1,4 +1,5 @@
-"""The feedback store on a real SQLite file: round trip, idempotency, validation, threads, and kill -9 durability."""
+"""The feedback store on a real SQLite file and a real PostgreSQL database: round trip, idempotency, validation,
+threads, and kill -9 durability (SQLite)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 
 from recsys.serving.feedback import FeedbackEvent, FeedbackStore
 from recsys.settings import ServingSettings
+from tests.conftest import url_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,8 +31,8 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db_path: Path) -> Iterator[FeedbackStore]:
-    s = FeedbackStore(f"sqlite:///{db_path}")
+def store(store_url: str) -> Iterator[FeedbackStore]:
+    s = FeedbackStore(store_url)
     yield s
     s.close()
 
@@ -83,7 +85,7 @@ def test_timestamps_naive_is_utc_aware_is_converted_missing_is_now(store: Feedba
     assert stored is not None and stored.ts == datetime(2026, 1, 1, 8, tzinfo=UTC)
 
 
-def test_same_event_id_twice_is_stored_once_and_is_not_an_error(store: FeedbackStore, db_path: Path) -> None:
+def test_same_event_id_twice_is_stored_once_and_is_not_an_error(store: FeedbackStore) -> None:
     assert store.record(ev("dup", event="click")) is True
     # a retry, even one whose body differs, keeps the first version
     assert store.record(ev("dup", event="dismiss", item_id=99)) is False
@@ -91,13 +93,13 @@ def test_same_event_id_twice_is_stored_once_and_is_not_an_error(store: FeedbackS
     assert store.count() == 1
     rec = store.get("dup")
     assert rec is not None and (rec.event, rec.item_id) == ("click", 42)
-    with sqlite3.connect(db_path) as con:
-        assert con.execute("SELECT COUNT(*) FROM feedback_events WHERE event_id = 'dup'").fetchone() == (1,)
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM feedback_events WHERE event_id = 'dup'").scalar() == 1
 
 
-def test_a_second_store_on_the_same_file_sees_the_events_and_dedups(store: FeedbackStore, db_path: Path) -> None:
+def test_a_second_store_on_the_same_database_sees_the_events_and_dedups(store: FeedbackStore) -> None:
     store.record(ev("one"))
-    other = FeedbackStore(f"sqlite:///{db_path}")
+    other = FeedbackStore(url_of(store))
     try:
         assert other.record(ev("one")) is False
         assert other.record(ev("two")) is True
@@ -156,12 +158,14 @@ def test_record_takes_only_feedback_events(store: FeedbackStore) -> None:
         store.record({"event_id": "x", "user_id": 1, "item_id": 1, "event": "click"})  # type: ignore[arg-type]
 
 
-def test_sqlite_runs_wal_with_full_synchronous(store: FeedbackStore, db_path: Path) -> None:
+def test_sqlite_runs_wal_with_full_synchronous(db_path: Path) -> None:
+    store = FeedbackStore(f"sqlite:///{db_path}")
     store.record(ev("x"))
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
+    store.close()
     with sqlite3.connect(db_path) as con:
         assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)  # persisted in the file
 
@@ -174,7 +178,7 @@ def test_close_then_reuse_reopens(store: FeedbackStore) -> None:
     assert store.count() == 2
 
 
-def test_concurrent_writers_lose_nothing_and_duplicate_nothing(store: FeedbackStore, db_path: Path) -> None:
+def test_concurrent_writers_lose_nothing_and_duplicate_nothing(store: FeedbackStore) -> None:
     n_threads, per_thread = 8, 50
     results: dict[int, list[bool]] = {}
     errors: list[BaseException] = []
@@ -201,8 +205,8 @@ def test_concurrent_writers_lose_nothing_and_duplicate_nothing(store: FeedbackSt
     assert all(all(r[0::2]) for r in results.values())  # each thread's own ids are all new
     assert sum(sum(r[1::2]) for r in results.values()) == per_thread  # each shared id is new once
     assert store.count() == n_threads * per_thread + per_thread
-    with sqlite3.connect(db_path) as con:
-        ids = [row[0] for row in con.execute("SELECT event_id FROM feedback_events")]
+    with store.engine.connect() as conn:
+        ids = [row[0] for row in conn.exec_driver_sql("SELECT event_id FROM feedback_events")]
     assert len(ids) == len(set(ids))
     assert {f"t{t}-{i}" for t in range(n_threads) for i in range(per_thread)} <= set(ids)
 
