@@ -372,7 +372,12 @@ def test_no_secret_values_in_the_manifests(tool: Callable[[str], str], built: di
     proc = subprocess.run([tool("detect-secrets"), "scan", "--all-files", "k8s", "docs/deploy-kubernetes.md"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["results"] == {}
+    findings = [(path, hit["line_number"], hit["type"]) for path, hits in json.loads(proc.stdout)["results"].items()
+                for hit in hits]
+    # detect-secrets' keyword heuristic flags `automountServiceAccountToken: false` ("Token"): a boolean, no secret
+    real = [f for f in findings
+            if (REPO / f[0]).read_text().splitlines()[f[1] - 1].strip() != "automountServiceAccountToken: false"]
+    assert real == []
 
 
 def settings_env_names() -> set[str]:
@@ -424,7 +429,10 @@ def test_secret_references_name_recsys_secrets_and_are_documented(built: dict[st
 
 
 def test_the_names_others_rely_on(production: list[dict[str, Any]]) -> None:
-    assert one(production, "Namespace", NAMESPACE)
+    labels = one(production, "Namespace", NAMESPACE)["metadata"]["labels"]
+    # baseline enforced (the runner's pods are not "restricted"-clean yet: k8s/base/namespace.yaml), restricted warned
+    assert labels["pod-security.kubernetes.io/enforce"] in ("baseline", "restricted")
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
     service = one(production, "Service", "recommender")
     assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(3000, "http")]
     for account in ("recommender", "recsys-pipeline", "mlflow"):
@@ -622,7 +630,7 @@ def test_the_guide_covers_the_operations(built: dict[str, list[dict[str, Any]]])
     for needle in ("kubectl apply -k k8s/overlays/staging", "kubectl apply -k k8s/overlays/production",
                    "kubectl apply -k k8s/overlays/blue-green", "kubectl argo rollouts promote recommender",
                    "kubectl argo rollouts abort recommender", "kubectl argo rollouts undo recommender",
-                   "kubectl rollout undo deployment/recommender", "helm upgrade --install airflow",
+                   "rollout undo deployment/recommender", "helm upgrade --install airflow",
                    "k8s/airflow/values.yaml", "no cluster", "cert-manager", "prometheus-adapter", "ExternalSecret"):
         assert needle in doc, needle
     # every Secret the Airflow values and the manifests name is in the guide's list of what to create
