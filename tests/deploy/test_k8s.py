@@ -5,8 +5,9 @@
   custom resources (Rollout, AnalysisTemplate, ServiceMonitor, PrometheusRule) against the schemas generated from
   the operators' Go types, as shipped by the npm packages ``@kubernetes-models/argo-rollouts@2.0.0`` and
   ``@kubernetes-models/prometheus-operator@6.0.0`` (their validators, plus an unknown-field walk over their type
-  declarations: a CRD's API server drops unknown fields silently). Those tests skip unless the packages are
-  installed where ``RECSYS_K8S_NODE_MODULES`` (default ``/work/tools-k8s/node_modules``) says;
+  declarations: a CRD's API server drops unknown fields silently), locked by tests/deploy/k8s/package-lock.json.
+  Those tests skip unless the packages are installed where ``RECSYS_K8S_NODE_MODULES`` (default
+  ``/work/tools-k8s/node_modules``) says;
 - the production and blue-green settings the issue asks for, the names others rely on, the env var names against
   ``recsys.settings``, the PrometheusRule against monitoring/prometheus/rules, no secret value anywhere;
 - checkov (kubernetes framework) on the built manifests: no failed check, every skip with its reason;
@@ -35,8 +36,8 @@ KUBERNETES_VERSION = "1.31.0"
 NAMESPACE = "recsys"
 CRD_KINDS = {"Rollout", "AnalysisTemplate", "ServiceMonitor", "PrometheusRule"}
 NODE_MODULES = Path(os.environ.get("RECSYS_K8S_NODE_MODULES", "/work/tools-k8s/node_modules"))
-CRD_INSTALL = ("npm install --prefix /work/tools-k8s --save-exact @kubernetes-models/argo-rollouts@2.0.0 "
-               "@kubernetes-models/prometheus-operator@6.0.0 (or set RECSYS_K8S_NODE_MODULES)")
+CRD_INSTALL = ("mkdir -p /work/tools-k8s && cp tests/deploy/k8s/package*.json /work/tools-k8s/ && "
+               "npm ci --prefix /work/tools-k8s (or set RECSYS_K8S_NODE_MODULES)")
 CLUSTER_SCOPED = {"Namespace"}
 
 # Environment variables of the containers that are not recsys settings, each with why it is there.
