@@ -452,6 +452,18 @@ def test_the_names_others_rely_on(production: list[dict[str, Any]]) -> None:
     assert env["MLFLOW_ARTIFACTS_DESTINATION"]["value"].startswith("s3://")  # production: artifacts on S3
     assert env["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"]["name"] == "recsys-secrets"
     assert not [d for d in production if d["kind"] == "PersistentVolumeClaim"]
+    assert one(production, "Deployment", "mlflow")["spec"]["strategy"]["type"] == "RollingUpdate"
+
+
+def test_staging_mlflow_keeps_artifacts_on_a_volume_it_can_hand_over(built: dict[str, list[dict[str, Any]]]) -> None:
+    staging = built["overlays/staging"]
+    mlflow = one(staging, "Deployment", "mlflow")["spec"]
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in mlflow["template"]["spec"]["volumes"]
+              if "persistentVolumeClaim" in v}
+    assert claims == {"mlflow-artifacts"} and one(staging, "PersistentVolumeClaim", "mlflow-artifacts")
+    # ReadWriteOnce: a surge pod on another node could not attach it
+    assert one(staging, "PersistentVolumeClaim", "mlflow-artifacts")["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert mlflow["strategy"]["type"] == "Recreate"
 
 
 def test_the_prometheus_rule_carries_the_monitoring_rules(production: list[dict[str, Any]]) -> None:
