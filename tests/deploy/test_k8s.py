@@ -162,11 +162,12 @@ def validate_crds(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_custom_resources_validate_against_the_operators_schemas(built: dict[str, list[dict[str, Any]]]) -> None:
-    objects = built["overlays/blue-green"]
+    objects = [d for docs in built.values() for d in docs]
     results = validate_crds(objects)
     assert {r["kind"] for r in results} == CRD_KINDS
-    assert len(results) == sum(d["kind"] in CRD_KINDS for d in objects)
+    assert len(results) == sum(d["kind"] in CRD_KINDS for d in objects) == 10
     assert [r for r in results if not r["ok"]] == []
+    objects = built["overlays/blue-green"]
     # the negative control: a wrong type is caught
     rollout = copy.deepcopy(one(objects, "Rollout", "recommender"))
     rollout["spec"]["strategy"]["blueGreen"]["autoPromotionEnabled"] = "no"
@@ -230,10 +231,12 @@ CRD_DECLARATIONS = {
 
 def test_custom_resources_have_no_unknown_field(built: dict[str, list[dict[str, Any]]]) -> None:
     models = node_models()
+    for docs in built.values():
+        for doc in docs:
+            if doc["kind"] in CRD_KINDS:
+                assert unknown_fields(doc, models / CRD_DECLARATIONS[doc["kind"]], doc["kind"]) == []
     objects = [d for d in built["overlays/blue-green"] if d["kind"] in CRD_KINDS]
     assert {d["kind"] for d in objects} == CRD_KINDS
-    for doc in objects:
-        assert unknown_fields(doc, models / CRD_DECLARATIONS[doc["kind"]], doc["kind"]) == []
     # the negative control, one level deep and inside the analysis' Job (a core type reached through the imports)
     rollout = copy.deepcopy(one(objects, "Rollout", "recommender"))
     rollout["spec"]["strategy"]["blueGreen"]["autoPromotionEnabld"] = False
