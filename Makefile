@@ -104,13 +104,18 @@ $(AIRFLOW_STAMP): requirements-airflow.txt $(STAMP)
 # detect-secrets) in their own venv: checkov's pins never meet the library's.
 tools-setup: $(TOOLS_STAMP) ## Create the checks venv (.venv-tools: linters and offline validators for docker/, k8s/, terraform/, workflows)
 
-$(TOOLS_STAMP): requirements-tools.txt $(STAMP)
+$(TOOLS_STAMP): requirements-tools.txt tests/deploy/k8s/package-lock.json $(STAMP)
 	@if [ -x $(TOOLS_BIN)/python ] && ! $(TOOLS_BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then \
 	  echo "$(TOOLS_VENV) is not a Python 3.11 venv: recreating it"; rm -rf $(TOOLS_VENV); fi
 	@[ -x $(TOOLS_BIN)/python ] || { echo "creating $(TOOLS_VENV)"; $(PYTHON) -m venv --without-pip $(TOOLS_VENV); }
 	@echo "installing pinned check tools into $(TOOLS_VENV)"
 	@$(BIN)/uv pip install --quiet --python $(TOOLS_BIN)/python -r requirements-tools.txt
 	@$(TOOLS_BIN)/python -m compileall -q -j 0 $(TOOLS_VENV)/lib >/dev/null || true
+	@# the CRD models the Kubernetes checks validate Rollouts and ServiceMonitors with (npm, locked)
+	@if command -v npm >/dev/null 2>&1; then mkdir -p $(TOOLS_VENV)/node \
+	  && cp tests/deploy/k8s/package.json tests/deploy/k8s/package-lock.json $(TOOLS_VENV)/node/ \
+	  && npm ci --silent --no-audit --no-fund --prefix $(TOOLS_VENV)/node; \
+	else echo "note: npm missing, so the CRD checks of tests/deploy/test_k8s.py will be skipped (apt-get install npm)" >&2; fi
 	@touch $@
 
 tools-lock: setup ## Recompile requirements-tools.txt from requirements-tools.in (uv, Python 3.11)

@@ -6,8 +6,8 @@
   the operators' Go types, as shipped by the npm packages ``@kubernetes-models/argo-rollouts@2.0.0`` and
   ``@kubernetes-models/prometheus-operator@6.0.0`` (their validators, plus an unknown-field walk over their type
   declarations: a CRD's API server drops unknown fields silently), locked by tests/deploy/k8s/package-lock.json.
-  Those tests skip unless the packages are installed where ``RECSYS_K8S_NODE_MODULES`` (default
-  ``/work/tools-k8s/node_modules``) says;
+  ``make tools-setup`` installs them into .venv-tools/node (``RECSYS_K8S_NODE_MODULES`` points elsewhere); those
+  tests skip without them;
 - the production and blue-green settings the issue asks for, the names others rely on, the env var names against
   ``recsys.settings``, the PrometheusRule against monitoring/prometheus/rules, no secret value anywhere;
 - checkov (kubernetes framework) on the built manifests: no failed check, every skip with its reason;
@@ -35,9 +35,8 @@ BUILDS = ["base", "overlays/staging", "overlays/production", "overlays/blue-gree
 KUBERNETES_VERSION = "1.31.0"
 NAMESPACE = "recsys"
 CRD_KINDS = {"Rollout", "AnalysisTemplate", "ServiceMonitor", "PrometheusRule"}
-NODE_MODULES = Path(os.environ.get("RECSYS_K8S_NODE_MODULES", "/work/tools-k8s/node_modules"))
-CRD_INSTALL = ("mkdir -p /work/tools-k8s && cp tests/deploy/k8s/package*.json /work/tools-k8s/ && "
-               "npm ci --prefix /work/tools-k8s (or set RECSYS_K8S_NODE_MODULES)")
+NODE_MODULES = Path(os.environ.get("RECSYS_K8S_NODE_MODULES", REPO / ".venv-tools" / "node" / "node_modules"))
+CRD_INSTALL = "make tools-setup (npm ci of tests/deploy/k8s/package-lock.json; or set RECSYS_K8S_NODE_MODULES)"
 CLUSTER_SCOPED = {"Namespace"}
 
 # Environment variables of the containers that are not recsys settings, each with why it is there.
