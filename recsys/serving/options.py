@@ -1,7 +1,8 @@
 """The ``@bentoml.service`` options the settings give, shared by ``bentos/service.py`` and the benchmark's floor.
 
 Read when the service module is imported (``@bentoml.service`` takes them then): ``RECSYS_MAX_CONCURRENCY``,
-``RECSYS_TIMEOUT``, ``RECSYS_WORKERS``, ``RECSYS_THREADS`` and ``RECSYS_ACCESS_LOG`` (see :class:`~recsys.settings.ServingSettings`).
+``RECSYS_TIMEOUT``, ``RECSYS_WORKERS``, ``RECSYS_THREADS`` and ``RECSYS_ACCESS_LOG`` (see
+:class:`~recsys.settings.ServingSettings`).
 BentoML's own configuration (``BENTOML_CONFIG_OPTIONS``/``BENTOML_CONFIG``) wins over them.
 """
 

@@ -39,13 +39,11 @@ def validate(settings: Settings, params: ValidateParams, *, reporter: Reporter =
     if not weeks:
         raise StageError(f"no incoming batches in {settings.batches_dir}: run `recsys data replay --all`")
     with reporter.status("loading Great Expectations …"):
-        from recsys.validation.runner import load_reference, validate_week
+        from recsys.validation.runner import load_reference, validate_weeks
 
         reference = load_reference(settings.raw_dir)
-    outcomes = []
     with reporter.progress("validating weekly batches", "weeks") as track:
-        for w in track(weeks):
-            outcomes.append(validate_week(settings, w, reference=reference))
+        outcomes = validate_weeks(settings, track(weeks), reference=reference)
     docs = next((o.data_docs for o in reversed(outcomes) if o.data_docs), None)
     accepted = sum(o.success for o in outcomes)
     return ValidateResult(passed=accepted == len(outcomes), accepted=accepted, rejected=len(outcomes) - accepted,
