@@ -40,3 +40,34 @@ def reload(
         yield f"{result.url} reloaded in {result.seconds:.3f} s ({done}); serving {served}"
 
     emit(result, as_json, render)
+
+
+@app.command()
+def smoke(
+    url: Annotated[str | None, typer.Option(help="The service's base URL (default: RECSYS_SERVICE_URL, else "
+                                                 "http://127.0.0.1:3000).")] = None,
+    user: Annotated[int, typer.Option(min=0, help="A known user to ask for recommendations.")] = 1,
+    n: Annotated[int, typer.Option(min=1, max=100, help="How many items.")] = 10,
+    wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for /readyz before failing.")] = 0.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Check a running service as a deployment does: /livez, /readyz, /predict for a known and a cold-start user."""
+    from recsys.stages.service import SmokeParams
+    from recsys.stages.service import smoke as smoke_stage
+
+    params = SmokeParams(url=url or serving_settings().service_url, user_id=user, n=n, wait=wait)
+    result = run(lambda: smoke_stage(params, reporter=REPORTER))
+
+    def render() -> Iterator[RenderableType]:
+        from rich.table import Table
+
+        m = result.model
+        table = Table("#", "item", "title", "score",
+                      title=f"user {user}: {m.get('name')} v{m.get('version')} ({m.get('alias')})")
+        for rank, item in enumerate(result.items, 1):
+            table.add_row(str(rank), str(item["item_id"]), str(item.get("title") or ""), f"{item['score']:.3f}")
+        yield table
+        yield (f"{result.url}: ready after {result.ready_after:.1f} s, /predict in {result.latency_ms:.1f} ms, "
+               f"a cold-start user got {result.cold_start_items} items")
+
+    emit(result, as_json, render)

@@ -13,6 +13,9 @@ import psutil
 import pytest
 
 from recsys.serving.feedback import FeedbackStore
+from recsys.stages.base import StageError
+from recsys.stages.service import SmokeParams, smoke
+from tests.receivers import free_port
 
 PG_PORT = 5432
 
@@ -30,6 +33,8 @@ def test_two_workers_write_feedback_concurrently_without_loss_or_duplicates(
     events = [{"event_id": f"pg-{i}", "user_id": 1 + i % 943, "item_id": 1 + i % 1682,
                "event": ("click", "watch", "dismiss")[i % 3]} for i in range(n_events)]
     with bento_server(RECSYS_WORKERS="2", RECSYS_FEEDBACK_URL=postgres_db) as server:
+        checked = smoke(SmokeParams(url=server.base, user_id=1, n=5))  # what a deployment checks first
+        assert len(checked.items) == 5 and checked.cold_start_items == 5 and checked.model["alias"] == "champion"
         workers = [p for p in server.tree() if p.pid != server.proc.pid and "python" in p.name().lower()]
 
         def send(event: dict[str, Any]) -> int:
@@ -52,3 +57,8 @@ def test_two_workers_write_feedback_concurrently_without_loss_or_duplicates(
         assert store.status() == 1  # the service migrated the store it writes to
     finally:
         store.close()
+
+
+def test_smoke_names_what_is_wrong() -> None:
+    with pytest.raises(StageError, match=r"not ready: http://127\.0\.0\.1:\d+ is unreachable"):
+        smoke(SmokeParams(url=f"http://127.0.0.1:{free_port()}", wait=0))
