@@ -353,6 +353,16 @@ def test_host_ports_are_unique_and_local() -> None:
             seen[host] = name
 
 
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_service_runs_as_a_numeric_non_root_user(name: str) -> None:
+    """Said in the compose file, not left to each image's default (mailpit's is root)."""
+    user = str(SERVICES[name].get("user", ""))
+    uid, _, gid = user.partition(":")
+    assert uid.isdigit() and gid.isdigit(), f"{name}: user {user!r}: numeric uid:gid"
+    assert int(uid) != 0, f"{name}: runs as root"
+    assert SERVICES[name].get("security_opt") == ["no-new-privileges:true"], name
+
+
 # -- dependencies and health -----------------------------------------------------------------------------------------
 def test_depends_on_is_sound() -> None:
     graph = {}
