@@ -8,6 +8,13 @@
 set -euo pipefail
 as_of_week="${1:-28}"
 
+# The recommender (another uid, group 0) writes its traffic and assignment logs under var/serving: make that
+# folder group-writable before anything here could create it with the default umask's 0755. Not chmod on an
+# existing one: once the service owns it, this uid may not change it (and need not).
+umask 0002
+serving="${RECSYS_VAR_DIR:?}/serving"
+[ -d "$serving" ] || install -d -m 2775 "$serving"
+
 recsys db migrate
 recsys data fetch           # MovieLens-100K from PyPI's recbole wheel the first time (needs PyPI), then cached
 recsys data replay --all

@@ -11,12 +11,16 @@ is sound, and promtool/amtool accept the Prometheus and Alertmanager configs lai
 from __future__ import annotations
 
 import copy
+import glob
 import importlib.util
 import json
+import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -410,6 +414,75 @@ def test_every_database_in_a_url_is_created_by_the_init_script() -> None:
         assert postgres_env.get(m[2]) == f"${{{m[2]}}}", f"postgres is not given {m[2]}"
     targets = {t for _, t, _ in mounts("postgres")}
     assert "/docker-entrypoint-initdb.d/10-recsys.sh" in targets
+    probe = SERVICES["postgres"]["healthcheck"]["test"]
+    assert "pg_isready" in probe and "--host=127.0.0.1" in probe, "TCP: the init's temporary server is socket-only"
+
+
+def _pg_tool(name: str) -> str | None:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else shutil.which(name)
+
+
+@pytest.fixture
+def scratch_postgres() -> Iterator[tuple[str, int]]:
+    """A throwaway PostgreSQL cluster (its own directory, socket and port; roles are cluster-wide, so the
+    machine's shared server is never touched): (socket directory, TCP port). Skips without the server binaries."""
+    initdb, pg_ctl = _pg_tool("initdb"), _pg_tool("pg_ctl")
+    if not (initdb and pg_ctl and shutil.which("psql")):
+        pytest.skip("PostgreSQL's server binaries are not installed (apt-get install postgresql)")
+    root = Path(tempfile.mkdtemp(prefix="compose-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root
+        import pwd
+
+        try:
+            account = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres user to run initdb as")
+        os.chown(root, account.pw_uid, account.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = root / "data"
+    run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True, timeout=60)  # noqa: E731
+    try:
+        run(initdb, "-D", str(data), "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256")
+        run(pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-o",
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start")
+        yield str(root), port
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_init_script_creates_isolated_databases_on_a_real_server(scratch_postgres: tuple[str, int]) -> None:
+    """The script as the image runs it (psql as the superuser over the socket), then each role over TCP with its
+    password: into its own database, and not into another's."""
+    import psycopg2
+
+    sock, port = scratch_postgres
+    passwords = {"PG_AIRFLOW_PASSWORD": "pw-airflow", "PG_MLFLOW_PASSWORD": "pw-mlflow",
+                 "PG_RECSYS_PASSWORD": "pw-recsys"}
+    env = {**os.environ, **passwords, "POSTGRES_USER": "postgres", "PGHOST": sock, "PGPORT": str(port)}
+    out = subprocess.run(["bash", str(COMPOSE_DIR / "postgres-init.sh")], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    for role, variable, database in created_databases():
+        conn = psycopg2.connect(host="127.0.0.1", port=port, user=role, password=passwords[variable],
+                                dbname=database, connect_timeout=5)
+        with conn, conn.cursor() as cur:  # the owner may create its tables (what the migrations do)
+            cur.execute("CREATE TABLE probe (id int)")
+            cur.execute("SELECT current_user, current_database()")
+            assert cur.fetchone() == (role, database)
+        conn.close()
+        other = next(db for _, _, db in created_databases() if db != database)
+        with pytest.raises(psycopg2.OperationalError, match=r"permission denied|CONNECT privilege"):
+            psycopg2.connect(host="127.0.0.1", port=port, user=role, password=passwords[variable], dbname=other,
+                             connect_timeout=5)
+        with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+            psycopg2.connect(host="127.0.0.1", port=port, user=role, password="wrong", dbname=database,
+                             connect_timeout=5)
 
 
 def test_the_recsys_stores_share_the_recsys_database() -> None:
@@ -496,6 +569,13 @@ def test_init_scripts_are_valid_bash() -> None:
 def _cli_commands() -> list[list[str]]:
     lines = (COMPOSE_DIR / "recsys-init.sh").read_text().splitlines()
     return [line.split("#")[0].split()[1:] for line in lines if line.startswith("recsys ")]
+
+
+def test_recsys_init_leaves_var_serving_writable_for_the_service() -> None:
+    text = (COMPOSE_DIR / "recsys-init.sh").read_text()
+    assert 'install -d -m 2775 "$serving"' in text and 'serving="${RECSYS_VAR_DIR:?}/serving"' in text
+    assert text.index("install -d") < text.index("recsys db migrate"), "before any recsys command"
+    assert str(SERVICES["recommender"]["user"]).endswith(":0"), "the service writes there through group 0"
 
 
 def test_recsys_init_migrates_first_and_then_reaches_a_champion() -> None:
