@@ -150,12 +150,18 @@ def airflow_variables() -> set[str]:
     return set(re.findall(r"``(RECSYS_AIRFLOW_[A-Z_]+)``", doc))
 
 
-def mlflow_server_variables() -> set[str]:
-    """The MLFLOW_* variables `mlflow server` reads as options (its click `envvar=`s), without importing mlflow."""
+def mlflow_cli_source() -> str:
+    """The source of `mlflow server`'s options (the command and its shared option definitions), read, not imported
+    (importing mlflow costs seconds)."""
     spec = importlib.util.find_spec("mlflow")
     assert spec is not None and spec.origin is not None
-    source = (Path(spec.origin).parent / "cli" / "__init__.py").read_text()
-    return set(re.findall(r'envvar="(MLFLOW_[A-Z_]+)"', source))
+    root = Path(spec.origin).parent
+    return (root / "cli" / "__init__.py").read_text() + (root / "utils" / "cli_args.py").read_text()
+
+
+def mlflow_server_variables() -> set[str]:
+    """The MLFLOW_* variables `mlflow server` reads as options (its click `envvar=`s)."""
+    return set(re.findall(r'envvar="(MLFLOW_[A-Z_]+)"', mlflow_cli_source()))
 
 
 def created_databases() -> set[tuple[str, str, str]]:
@@ -557,6 +563,40 @@ def test_mlflow_server() -> None:
     assert urlsplit(re.search(r"http://[^'\" ]+", probe)[0]).netloc in allowed  # type: ignore[index]
     for host_port in published("mlflow"):
         assert f"localhost:{host_port}" in allowed, "the UI on the published port"
+
+
+def test_mlflow_server_flags_exist() -> None:
+    source = mlflow_cli_source()
+    for arg in map(str, SERVICES["mlflow"]["command"][1:]):
+        option = arg.split("=", 1)[0]
+        assert re.search(rf'"{re.escape(option)}[" /]', source), f"mlflow server has no {option}"
+
+
+def test_airflow_options_are_real(repo: Path) -> None:
+    """Every AIRFLOW__SECTION__KEY given is an option of Airflow's own config.yml (from the Airflow venv)."""
+    found = sorted((repo / ".venv-airflow").glob("lib/python*/site-packages/airflow/config_templates/config.yml"))
+    if not found:
+        pytest.skip("no Airflow venv (make airflow-setup)")
+    config = yaml.safe_load(found[0].read_text())
+    known = {(section, option) for section, body in config.items() for option in (body.get("options") or {})}
+    for name in airflow_services():
+        for key in env_of(name):
+            m = re.fullmatch(r"AIRFLOW__([A-Z0-9_]+?)__([A-Z0-9_]+)", key)
+            if m:
+                assert (m[1].lower(), m[2].lower()) in known, f"{name}: {key} is no Airflow option"
+
+
+@pytest.mark.parametrize(("service", "binary"), [("prometheus", "prometheus"),
+                                                  ("alertmanager", "prometheus-alertmanager")])
+def test_monitoring_flags_exist(service: str, binary: str) -> None:
+    """The flags given are the binary's (Debian's build of the same major version: a renamed flag fails here)."""
+    path = shutil.which(binary) or shutil.which(binary.removeprefix("prometheus-"))
+    if path is None:
+        pytest.skip(f"{binary} is not installed (make monitoring-tools)")
+    help_text = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=30)
+    text = help_text.stdout + help_text.stderr
+    for arg in map(str, SERVICES[service]["command"]):
+        assert f" {arg.split('=', 1)[0]}" in text, f"{service}: {binary} has no {arg}"
 
 
 def test_init_scripts_are_valid_bash() -> None:
