@@ -50,8 +50,8 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends libgomp1 \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/*
-# The shared data/var volumes' mount points, owned by airflow (uid 50000, gid 0) like the pipeline image's, so a
-# fresh named volume starts writable for both.
+# The shared data/var volumes' mount points: owned by airflow (uid 50000), group 0, mode 2775 like the pipeline
+# image's, so a fresh named volume starts writable for every uid of group 0, whichever image mounts it first.
 RUN install -d -o 50000 -g 0 -m 2775 /srv/recsys /srv/recsys/data /srv/recsys/var /opt/airflow/auth
 
 COPY --from=recsys-env /opt/recsys/venv /opt/recsys/venv

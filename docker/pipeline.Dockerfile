@@ -51,11 +51,13 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends libgomp1 \
     && rm -rf /var/lib/apt/lists/*
 
-# uid 50000, gid 0: the same as the apache/airflow image's `airflow` user, so the containers of both images
-# (compose's recsys-init and the Airflow tasks) can write the shared data/var volumes; group 0 with
-# group-writable directories is also what OpenShift's arbitrary UIDs need.
-RUN useradd --uid 50000 --gid 0 --no-log-init --create-home --home-dir /home/recsys --shell /usr/sbin/nologin recsys \
-    && install -d -o 50000 -g 0 -m 2775 /srv/recsys /srv/recsys/data /srv/recsys/var /srv/mlflow /srv/mlflow/artifacts
+# uid 10001, the uid Airflow's pod tasks run this image as (plugins/recsys_airflow/runner.py: run_as_user) and
+# the Kubernetes manifests use. Group 0 owns the writable folders (mode 2775, setgid), so any uid in group 0 can
+# write them: compose runs recsys-init as Airflow's uid 50000 (gid 0) on volumes it shares with the Airflow
+# image, and OpenShift-style arbitrary uids work too.
+RUN useradd --uid 10001 --gid 0 --no-log-init --home-dir /home/recsys --shell /usr/sbin/nologin recsys \
+    && install -d -o 10001 -g 0 -m 2775 /home/recsys /srv/recsys /srv/recsys/data /srv/recsys/var \
+        /srv/mlflow /srv/mlflow/artifacts
 
 COPY --from=builder /opt/recsys/venv /opt/recsys/venv
 COPY params.yaml /opt/recsys/params.yaml
@@ -63,8 +65,10 @@ COPY configs /opt/recsys/configs
 
 # OPENBLAS_NUM_THREADS=1: numpy's BLAS pool would otherwise spin one thread per core in every process;
 # OMP_WAIT_POLICY=PASSIVE: LightGBM's OpenMP threads sleep between calls instead of burning the CPU.
+# HOME is set, not looked up: a uid without a passwd entry (a pod's runAsUser) would otherwise get HOME=/.
 ENV PATH=/opt/recsys/venv/bin:$PATH \
     VIRTUAL_ENV=/opt/recsys/venv \
+    HOME=/home/recsys \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     OPENBLAS_NUM_THREADS=1 \
@@ -77,7 +81,7 @@ ENV PATH=/opt/recsys/venv/bin:$PATH \
     RECSYS_PARAMS_FILE=/opt/recsys/params.yaml
 
 WORKDIR /srv/recsys
-USER 50000:0
+USER 10001:0
 
 # Imports the settings and the CLI (the modules every command loads): a broken venv or a missing shared library
 # (libgomp1) fails it, while a plain `true` would not. It says nothing about a server; compose probes those.

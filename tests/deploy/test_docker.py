@@ -272,8 +272,12 @@ def test_pipeline_image() -> None:
     assert [i.args for i in final.all("ENTRYPOINT")] == ['["recsys"]']
     copied = [i.args for i in final.all("COPY")]
     assert "--from=builder /opt/recsys/venv /opt/recsys/venv" in copied
-    # the shared volumes' uid: the same as the Airflow image's, or the two cannot write each other's files
-    assert final.all("USER")[-1].args == "50000:0"
+    # the uid Airflow's pod tasks run this image as, and group 0, which owns the writable folders
+    pod_user = re.search(r"run_as_user=(\d+)", (REPO / "plugins" / "recsys_airflow" / "runner.py").read_text())
+    assert pod_user is not None
+    assert final.all("USER")[-1].args == f"{pod_user[1]}:0"
+    assert env["HOME"] == "/home/recsys", "set, or a uid without a passwd entry gets HOME=/"
+    assert f"install -d -o {pod_user[1]} -g 0 -m 2775" in _run_text(final)
 
 
 def test_airflow_image() -> None:
