@@ -299,20 +299,21 @@ def test_no_secret_is_written_in_the_compose_file(name: str) -> None:
                 conn["password"].startswith("http://slack-catcher:"), f"{name}: {key}: password from .env"
 
 
-def _detect_secrets(tool: Callable[[str], str], paths: list[Path]) -> dict[str, list[str]]:
-    out = subprocess.run([tool("detect-secrets"), "scan", *map(str, paths)], capture_output=True, text=True,
-                         timeout=120, check=True)
+def _detect_secrets(tool: Callable[[str], str], paths: list[Path], cwd: Path) -> dict[str, list[str]]:
+    """detect-secrets' findings per file (it silently skips files outside its working directory: hence ``cwd``)."""
+    out = subprocess.run([tool("detect-secrets"), "scan", *(str(p.relative_to(cwd)) for p in paths)], cwd=cwd,
+                         capture_output=True, text=True, timeout=120, check=True)
     return {name: [r["type"] for r in found] for name, found in json.loads(out.stdout)["results"].items()}
 
 
 def test_detect_secrets_finds_none_in_the_deployment_files(tool: Callable[[str], str], tmp_path: Path) -> None:
     files = [COMPOSE, ENV_EXAMPLE, *sorted((REPO / "docker").rglob("*")), REPO / "docs" / "deploy-compose.md"]
-    assert _detect_secrets(tool, [f for f in files if f.is_file()]) == {}
+    assert _detect_secrets(tool, [f for f in files if f.is_file()], REPO) == {}
     # the negative control: a real-looking value in a copy of .env.example is found
     leaked = tmp_path / "env.example"
     real_looking = "9f2c4e1a7b3d5f60a8c2e4b6d8f0a1c3e5b7d9f1"
     leaked.write_text(ENV_EXAMPLE.read_text().replace("CHANGE_ME_recsys_db", real_looking))
-    assert _detect_secrets(tool, [leaked]) != {}
+    assert _detect_secrets(tool, [leaked], tmp_path) != {}
 
 
 # -- the variables are the project's ---------------------------------------------------------------------------------
