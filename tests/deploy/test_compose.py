@@ -415,6 +415,14 @@ def test_depends_on_is_sound() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
+def test_python_in_healthchecks_compiles(name: str) -> None:
+    test = [str(t) for t in SERVICES[name].get("healthcheck", {}).get("test", [])]
+    for i, word in enumerate(test[:-1]):
+        if word == "-c" and test[i - 1] == "python":
+            compile(test[i + 1], f"{name} healthcheck", "exec")
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
 def test_long_running_services_have_healthchecks(name: str) -> None:
     svc = SERVICES[name]
     if svc.get("restart") == "no":

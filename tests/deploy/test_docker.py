@@ -280,6 +280,19 @@ def test_pipeline_image() -> None:
     assert f"install -d -o {pod_user[1]} -g 0 -m 2775" in _run_text(final)
 
 
+def test_pipeline_healthcheck_command_passes_in_the_library_env() -> None:
+    """The image's HEALTHCHECK, run by the checkout's venv (the same lock): it imports and passes here. It builds
+    the settings, so a bad RECSYS_* value in the container's environment fails it (recsys.settings' own tests show
+    that a bad value raises)."""
+    check = stages(PIPELINE)[-1].all("HEALTHCHECK")[-1]
+    command = json.loads(check.args[check.args.index("CMD") + 3:].strip())
+    assert command[0] == "python"
+    venv_python = str(REPO / ".venv" / "bin" / "python")
+    ok = subprocess.run([venv_python, *command[1:]], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "Settings()" in command[-1]
+
+
 def test_airflow_image() -> None:
     venv_stage, final = stages(AIRFLOW)
     lock = (REPO / "requirements-airflow.txt").read_text()
