@@ -4,12 +4,12 @@
 # the MLflow tracking server (mlflow is pinned in requirements.txt), and the pods of Airflow's
 # KubernetesPodOperator tasks (RECSYS_AIRFLOW_IMAGE).
 # Build from the repository root:  docker build -f docker/pipeline.Dockerfile -t recsys-pipeline:TAG .
-# The base is pinned by version here; CI pins it by digest too (docs/deploy-compose.md, "Pinning by digest").
+# The base is pinned by version here; CI should pin it by digest too (docker/README.md, "Pinning by digest").
 
 # --- builder: resolve nothing, install the lock ----------------------------------------------------------------
 FROM python:3.11.14-slim-bookworm AS builder
 
-# uv installs the ~290 pinned wheels in a fraction of pip's time; its version is the Makefile's UV_VERSION.
+# uv installs the 267 pinned packages in a fraction of pip's time; its version is the Makefile's UV_VERSION.
 ARG UV_VERSION=0.13.9
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
