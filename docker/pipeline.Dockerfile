@@ -9,7 +9,7 @@
 # --- builder: resolve nothing, install the lock ----------------------------------------------------------------
 FROM python:3.11.14-slim-bookworm AS builder
 
-# uv installs the 267 pinned packages in a fraction of pip's time; its version is the Makefile's UV_VERSION.
+# uv installs the 267 pinned packages, as `make setup` does, at the Makefile's UV_VERSION.
 ARG UV_VERSION=0.13.9
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
