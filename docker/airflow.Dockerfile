@@ -70,6 +70,7 @@ COPY --chown=50000:0 plugins /opt/airflow/plugins
 # The runner's defaults point into a checkout (<repo>/.venv/bin/recsys); here the library env is the image's venv
 # and the working directory is where the shared volumes are mounted.
 ENV RECSYS_AIRFLOW_RUNNER=local \
+    RECSYS_GIT_SHA=${GIT_SHA} \
     RECSYS_AIRFLOW_RECSYS=/opt/recsys/venv/bin/recsys \
     RECSYS_AIRFLOW_WORKDIR=/srv/recsys \
     RECSYS_DATA_DIR=/srv/recsys/data \

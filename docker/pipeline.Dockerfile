@@ -67,6 +67,7 @@ COPY configs /opt/recsys/configs
 # OMP_WAIT_POLICY=PASSIVE: LightGBM's OpenMP threads sleep between calls instead of burning the CPU.
 # HOME is set, not looked up: a uid without a passwd entry (a pod's runAsUser) would otherwise get HOME=/.
 ENV PATH=/opt/recsys/venv/bin:$PATH \
+    RECSYS_GIT_SHA=${GIT_SHA} \
     VIRTUAL_ENV=/opt/recsys/venv \
     HOME=/home/recsys \
     PYTHONUNBUFFERED=1 \

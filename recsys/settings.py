@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     data's own week 0 (1997-09-15 for MovieLens-100K), so a backfill over the data's dates replays its history."""
     actor: str = Field("system", min_length=1, validation_alias=AliasChoices("RECSYS_ACTOR", "USER"))
     """Who registry actions are recorded as when a command names nobody (falls back to ``$USER``)."""
+    git_sha: str | None = None
+    """The source's commit where it has no ``.git`` (the images set it at build time); unset: ``git rev-parse
+    HEAD`` of the source tree. Recorded with every training run."""
 
     _split_notify = field_validator("notify", "smtp_to", mode="before")(_csv)
 

@@ -230,7 +230,13 @@ def run_key(as_of_week: int, config_json: str, data_hash: str) -> str:
 
 
 def git_sha() -> str:
-    """``git rev-parse HEAD`` of the source tree, or ``"unknown"``."""
+    """``RECSYS_GIT_SHA`` where the source has no ``.git`` (an image sets it at build time), else ``git rev-parse
+    HEAD`` of the source tree, else ``"unknown"``."""
+    from recsys.settings import Settings
+
+    baked = Settings().git_sha
+    if baked:
+        return baked.strip()
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
                              capture_output=True, text=True, timeout=5, check=True)
