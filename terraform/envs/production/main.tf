@@ -45,8 +45,10 @@ module "github_oidc" {
   # Only the CD workflow's promotion job, which runs in the GitHub environment "production" (required reviewers).
   github_environments = ["production"]
   ecr_repository_arns = values(module.ecr.repository_arns)
-  cluster_name        = local.name
-  tags                = local.tags
+  # Promotion pulls the images staging tested from staging's registry (cd.yml, promote-production).
+  pull_repository_arns = var.staging_ecr_repository_arns
+  cluster_name         = local.name
+  tags                 = local.tags
 }
 
 module "eks" {

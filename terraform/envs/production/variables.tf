@@ -36,6 +36,12 @@ variable "eks_public_access_cidrs" {
   }
 }
 
+variable "staging_ecr_repository_arns" {
+  description = "Staging's ECR repositories (its terraform output ecr_repository_arns values): the images promotion copies."
+  type        = list(string)
+  default     = []
+}
+
 variable "admin_role_arns" {
   description = "IAM roles granted cluster-admin (the platform team's SSO role)."
   type        = list(string)

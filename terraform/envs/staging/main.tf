@@ -34,7 +34,9 @@ module "ecr" {
   source      = "../../modules/ecr"
   kms_key_arn = module.kms.key_arn
   keep_images = 20
-  tags        = local.tags
+  # Production promotes by copying these images (cd.yml): its deploy role may pull.
+  pull_principal_arns = compact([var.production_deploy_role_arn])
+  tags                = local.tags
 }
 
 module "github_oidc" {

@@ -18,6 +18,11 @@ output "ecr_repository_urls" {
   value       = module.ecr.repository_urls
 }
 
+output "ecr_repository_arns" {
+  description = "ECR repository ARNs by image name (production's staging_ecr_repository_arns)."
+  value       = module.ecr.repository_arns
+}
+
 output "mlflow_artifacts_bucket" {
   description = "MLflow --artifacts-destination s3://<this>/."
   value       = module.storage.mlflow_artifacts_bucket

@@ -36,6 +36,17 @@ variable "eks_public_access_cidrs" {
   }
 }
 
+variable "production_deploy_role_arn" {
+  description = "The production account's GitHub deploy role (its terraform output github_deploy_role_arn), allowed to pull staging's images for promotion; empty until production exists."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.production_deploy_role_arn == "" || can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/", var.production_deploy_role_arn))
+    error_message = "production_deploy_role_arn must be an IAM role ARN or empty."
+  }
+}
+
 variable "admin_role_arns" {
   description = "IAM roles granted cluster-admin (the platform team's SSO role)."
   type        = list(string)

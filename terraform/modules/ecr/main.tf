@@ -45,3 +45,22 @@ resource "aws_ecr_lifecycle_policy" "this" {
     ]
   })
 }
+
+# Cross-account pull for promotion: production copies the exact images staging tested (same digests).
+data "aws_iam_policy_document" "pull" {
+  count = length(var.pull_principal_arns) > 0 ? 1 : 0
+  statement {
+    sid     = "CrossAccountPull"
+    actions = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:DescribeImages"]
+    principals {
+      type        = "AWS"
+      identifiers = var.pull_principal_arns
+    }
+  }
+}
+
+resource "aws_ecr_repository_policy" "pull" {
+  for_each   = length(var.pull_principal_arns) > 0 ? aws_ecr_repository.this : {}
+  repository = each.value.name
+  policy     = data.aws_iam_policy_document.pull[0].json
+}

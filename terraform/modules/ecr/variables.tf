@@ -25,6 +25,17 @@ variable "keep_images" {
   }
 }
 
+variable "pull_principal_arns" {
+  description = "IAM principals of other accounts allowed to pull (the production deploy role copies staging's tested images)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.pull_principal_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(role|root)", a))])
+    error_message = "pull_principal_arns must be IAM role (or account root) ARNs."
+  }
+}
+
 variable "tags" {
   description = "Tags added to every resource."
   type        = map(string)

@@ -72,6 +72,22 @@ data "aws_iam_policy_document" "deploy" {
   }
 }
 
+data "aws_iam_policy_document" "pull" {
+  count = length(var.pull_repository_arns) > 0 ? 1 : 0
+  statement {
+    sid       = "PullFromSourceRegistry"
+    actions   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:DescribeImages"]
+    resources = var.pull_repository_arns
+  }
+}
+
+resource "aws_iam_role_policy" "pull" {
+  count  = length(var.pull_repository_arns) > 0 ? 1 : 0
+  name   = "pull-source-registry"
+  role   = aws_iam_role.deploy.id
+  policy = data.aws_iam_policy_document.pull[0].json
+}
+
 resource "aws_iam_role_policy" "deploy" {
   name   = "deploy"
   role   = aws_iam_role.deploy.id

@@ -39,6 +39,12 @@ variable "ecr_repository_arns" {
   type        = list(string)
 }
 
+variable "pull_repository_arns" {
+  description = "ECR repositories of another account to pull from (production: staging's, to copy the tested images)."
+  type        = list(string)
+  default     = []
+}
+
 variable "cluster_name" {
   description = "EKS cluster the deploy job reaches (eks:DescribeCluster for update-kubeconfig)."
   type        = string
