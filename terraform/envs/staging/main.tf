@@ -83,7 +83,7 @@ module "storage" {
 module "database" {
   source                     = "../../modules/database"
   identifier                 = local.name
-  instance_class             = "db.t4g.small"
+  instance_class             = "db.t4g.medium"
   allocated_storage_gb       = 20
   max_allocated_storage_gb   = 50
   multi_az                   = false
