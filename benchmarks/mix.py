@@ -32,7 +32,7 @@ def profile(rng: random.Random) -> dict[str, Any]:
 
 def request_mix(count: int, seed: int) -> list[dict[str, Any]]:
     """``count`` requests in the service's format: known users drawn uniformly, the rest unknown with a profile."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # nosec B311: seeded load mix, not security
     return [{"user_id": rng.randint(*KNOWN_USERS), "n": N} if rng.random() < KNOWN_SHARE
             else {"user_id": 10_000_000 + i, "n": N, "profile": profile(rng)} for i in range(count)]
 
@@ -40,7 +40,7 @@ def request_mix(count: int, seed: int) -> list[dict[str, Any]]:
 def parity_mix(count: int, seed: int) -> list[dict[str, Any]]:
     """Requests that cover every answer path: :func:`request_mix` (precomputed known users, ranked unknown ones),
     with every third known user excluding three items (the full two-stage ranking of a known user) and some n."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # nosec B311: seeded load mix, not security
     mix = request_mix(count, seed)
     for i, req in enumerate(mix):
         if "profile" not in req and i % 3 == 0:
@@ -74,7 +74,7 @@ def write_bodies(mix: list[dict[str, Any]], body_format: str, path: Path) -> Pat
 def body_factory(mix: list[dict[str, Any]], body_format: str, seed: int) -> Callable[[], dict[str, Any]]:
     """Bodies for the open-loop client: the mix in a cycle from a random offset, each unknown user with a fresh
     profile (as the Lua script draws them), in ``body_format``."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # nosec B311: seeded load mix, not security
     cursor = rng.randrange(len(mix))
 
     def body() -> dict[str, Any]:

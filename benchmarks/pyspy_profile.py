@@ -165,7 +165,7 @@ def profile_worker(server: Server, bodies: Path, duration: float, rate: int, out
             "--nonblocking", "--full-filenames"]
     cpu0, t0 = cpu_of(worker), time.perf_counter()
     spies = [subprocess.Popen([*base, "--format", fmt_, "--output", str(path)], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+                              stderr=subprocess.STDOUT, text=True)  # nosec B603: py-spy argv built here, no shell
              for fmt_, path in (("raw", collapsed), ("flamegraph", svg))]
     outputs = [p.communicate(timeout=window + 60)[0] for p in spies]
     cpu1, t1 = cpu_of(worker), time.perf_counter()

@@ -54,7 +54,7 @@ def bundle_env(bundle: Path, compiled: Path, extra: Mapping[str, str]) -> dict[s
     """A Bento serving ``bundle`` alone: no registry (not part of the measurement), watcher off, no admin token,
     compiled trees cached in ``compiled``; ``extra`` (``--bento-env``) last."""
     return {"RECSYS_BUNDLE_DIR": str(bundle), "RECSYS_WATCH_INTERVAL": "0", "RECSYS_COMPILED_DIR": str(compiled),
-            "MLFLOW_TRACKING_URI": None, "RECSYS_ADMIN_TOKEN": None, **extra}
+            "MLFLOW_TRACKING_URI": None, "RECSYS_ADMIN_TOKEN": None, **extra}  # nosec B105: None unsets the token for the run, not a password
 
 
 def start_floor(tmp: Path, workers: int, extra: Mapping[str, str], answer: Path | None, sync: bool) -> Server:

@@ -95,7 +95,7 @@ def child_env(mode: str, pycache: Path) -> dict[str, str]:
 
 def cold_run(root: Path, week: int, now: int, env: dict[str, str]) -> dict[str, Any]:
     spawned = time.time()
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.validation_cold", "validate", repr(spawned), str(root),
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.validation_cold", "validate", repr(spawned), str(root),  # nosec B603: this interpreter on a module of this repo, no shell
                            str(week), str(now)], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     ended = time.time()
     if proc.returncode != 0:
@@ -109,7 +109,7 @@ def cold_run(root: Path, week: int, now: int, env: dict[str, str]) -> dict[str, 
 
 def import_run(env: dict[str, str]) -> dict[str, float]:
     started = time.time()
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.validation_cold", "gx-import"], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.validation_cold", "gx-import"], cwd=ROOT, env=env,  # nosec B603: this interpreter on a module of this repo, no shell
                           capture_output=True, text=True, check=True)
     return {**json.loads(proc.stdout.strip().splitlines()[-1]), "wall": time.time() - started}
 

@@ -94,7 +94,7 @@ def start_server(name: str, kind: str, cmd: Sequence[str], *, port: int, cwd: Pa
     """Start ``cmd`` (which must listen on ``port``) in a new session, its output into ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as fh:
-        proc = subprocess.Popen(list(cmd), cwd=cwd, env=dict(env), stdout=fh, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(list(cmd), cwd=cwd, env=dict(env), stdout=fh, stderr=subprocess.STDOUT,  # nosec B603: argv of the servers the benchmark itself starts, no shell
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     return Server(name, kind, proc, f"http://127.0.0.1:{port}", log, ready_path, route)
 
@@ -107,7 +107,7 @@ def wait_ready(server: Server, timeout: float = 180.0) -> float:
         if server.proc.poll() is not None:
             raise RuntimeError(f"{server.name} exited with {server.proc.returncode}:\n{server.log_tail()}")
         try:
-            with urllib.request.urlopen(server.url + server.ready_path, timeout=2) as resp:
+            with urllib.request.urlopen(server.url + server.ready_path, timeout=2) as resp:  # nosec B310: http URL of a server this harness started
                 if resp.status == 200:
                     server.ready_s = time.time() - server.started
                     return server.ready_s
@@ -151,14 +151,14 @@ def post_json(url: str, body: Any, headers: Mapping[str, str] | None = None,
     req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                  headers={"Content-Type": "application/json", **(headers or {})})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # nosec B310: http URL of a server this harness started
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace")[:300]
 
 
 def get_json(url: str, timeout: float = 10.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # nosec B310: http URL of a server this harness started
         return json.loads(resp.read())
 
 

@@ -121,7 +121,7 @@ def airflow_env(home: Path, port: int, base: Mapping[str, str] | None = None) ->
 def airflow(env: Mapping[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """One ``airflow`` CLI command of this env (the one this Python runs in)."""
     exe = str(Path(sys.executable).with_name("airflow"))
-    return subprocess.run([exe, *args], env=dict(env), check=check, text=True, capture_output=True)
+    return subprocess.run([exe, *args], env=dict(env), check=check, text=True, capture_output=True)  # nosec B603: the venv's airflow executable, argv from this module, no shell
 
 
 def prepare(env: Mapping[str, str]) -> None:
@@ -148,7 +148,7 @@ def start(env: Mapping[str, str], logs: Path) -> list[subprocess.Popen[bytes]]:
     procs = []
     for component in COMPONENTS:
         out = (logs / f"{component}.log").open("ab")
-        procs.append(subprocess.Popen([exe, component], env=dict(env), stdout=out, stderr=subprocess.STDOUT,
+        procs.append(subprocess.Popen([exe, component], env=dict(env), stdout=out, stderr=subprocess.STDOUT,  # nosec B603: the venv's airflow executable and a component name, no shell
                                       start_new_session=True))
     return procs
 
@@ -161,7 +161,7 @@ def wait_healthy(url: str, procs: list[subprocess.Popen[bytes]], timeout: float 
             if proc.poll() is not None:
                 raise RuntimeError(f"airflow {component} exited with {proc.returncode} (see its log)")
         try:
-            with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=5) as r:
+            with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=5) as r:  # nosec B310: http URL of the local Airflow this tool started
                 health = json.load(r)
             if all(health.get(k, {}).get("status") == "healthy" for k in ("metadatabase", "scheduler")):
                 return health

@@ -37,7 +37,7 @@ def serve(
               soft_wrap=True, markup=False)
     err.print(f"try: curl -s -X POST {url}/predict -H 'Content-Type: application/json' "
               "-d '{\"user_id\": 1, \"n\": 5}'", soft_wrap=True, markup=False)
-    proc = subprocess.Popen(spec.command, cwd=spec.cwd, env=spec.env)
+    proc = subprocess.Popen(spec.command, cwd=spec.cwd, env=spec.env)  # nosec B603: the bentoml argv the serve stage builds, no shell
     # a SIGTERM (a script stopping the service it started, a pod) reaches BentoML, which stops its workers
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
     try:

@@ -53,7 +53,7 @@ class _PipDownloadError(RuntimeError):
 def _pip_download(dest: Path) -> None:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
            "--quiet", WHEEL_SPEC, "-d", str(dest)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)  # nosec B603: pip download of a pinned wheel spec, no shell
     if proc.returncode != 0:
         raise _PipDownloadError(proc.stderr.strip()[-800:] or f"pip exited with {proc.returncode}")
 

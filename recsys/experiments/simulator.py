@@ -345,7 +345,7 @@ async def _react(run: _Run, session: Any, visit: Visit, answer: dict[str, Any]) 
     recent = [imp for imp in run.shown.get(visit.user_id, []) if imp[0] > visit.ts - run.horizon]
     recent.append((visit.ts, answer["request_id"], variant, frozenset(items)))
     run.shown[visit.user_id] = recent
-    rng = random.Random(cfg.seed * 1_000_003 + visit.index)
+    rng = random.Random(cfg.seed * 1_000_003 + visit.index)  # nosec B311: seeded simulation, not security
     events: list[tuple[str, str, str, int, float]] = []
     hit = next((imp for imp in reversed(recent) if visit.item_id in imp[3]), None)
     if hit is not None:

@@ -186,7 +186,7 @@ class Daemon:
 def _start(name: str, argv: list[str], url: str, workdir: Path, ready_path: str, timeout: float) -> Daemon:
     log = workdir / f"{name}.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True)  # nosec B603: prometheus/alertmanager argv built here, no shell
     daemon = Daemon(name, url, proc, log, workdir)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

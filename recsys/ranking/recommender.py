@@ -271,7 +271,7 @@ class Recommender:
                     raise BundleError(f"{path}: {rel} is missing or fails its sha256 check")
         booster = lgb.Booster(model_file=str(path / "ranker.txt"))
         with (path / "features.pkl").open("rb") as fh:
-            features = pickle.load(fh)
+            features = pickle.load(fh)  # nosec B301: our own bundle file, sha256-checked against the manifest above
         profiles = pd.read_parquet(path / "profiles.parquet").set_index(S.USER)
         titles = {}
         if (path / "items.parquet").exists():  # optional: bundles saved before titles were kept have none

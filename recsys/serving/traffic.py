@@ -152,7 +152,7 @@ class TrafficLog(BackgroundLog):
             raise ValueError(f"traffic log sample rate must be in [0, 1], got {rate}")
         self.rate = rate
         self.sampled = 0
-        self._random = random.Random(seed)
+        self._random = random.Random(seed)  # nosec B311: seeded traffic split, not security
         super().__init__(folder, max_queue=max_queue, batch=batch, on_drop=on_drop)
 
     def __call__(self, event: str, fields: dict[str, Any]) -> None:

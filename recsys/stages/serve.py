@@ -57,7 +57,7 @@ def serve_spec(settings: ServingSettings, params: ServeParams) -> ServeSpec:
         overrides["RECSYS_ACCESS_LOG"] = "1" if params.access_log else "0"
     if params.bundle is not None:
         overrides["RECSYS_BUNDLE_DIR"] = str(params.bundle.resolve())
-    url = f"http://{'127.0.0.1' if params.host == '0.0.0.0' else params.host}:{params.port}"
+    url = f"http://{'127.0.0.1' if params.host == '0.0.0.0' else params.host}:{params.port}"  # nosec B104: maps 0.0.0.0 to a loopback URL, binds nothing
     command = [sys.executable, "-m", "bentoml", "serve", "service:RecommenderService", "--host", params.host,
                "--port", str(params.port)]
     return ServeSpec(command=command, cwd=SERVICE_DIR, env=child_env(overrides), url=url, admin_token=token)
