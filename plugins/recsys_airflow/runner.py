@@ -9,7 +9,9 @@ are the same for both:
   yet": no traffic logged, no champion) skips the task.
 - ``kubernetes`` (:class:`RecsysPodOperator`): the same command in a pod of the recsys image, its environment
   from the ConfigMap and Secret the configuration names, the JSON written to ``/airflow/xcom/return.json`` (the
-  operator's XCom sidecar pushes it).
+  operator's XCom sidecar pushes it); exit code 3 skips the task here too. Every pod mounts the shared claim the
+  configuration names, where its ``RECSYS_VAR_DIR`` and ``RECSYS_DATA_DIR`` are, so the tasks' files outlive
+  their pods, and meets Pod Security ``restricted`` (see :func:`_pod_operator`).
 
 An option whose templated value renders empty or ``None`` (an unset param, a run without a logical date) is
 left out together with its value, so ``"--date", "{{ logical_date }}"`` means "the logical date, if any".
@@ -232,6 +234,7 @@ def _pod_operator(task_id: str, arguments: Sequence[str], config: RunnerConfig, 
         image=config.image, cmds=["/bin/sh", "-c", script, "recsys"], arguments=list(arguments),
         service_account_name=config.service_account, automount_service_account_token=False,
         do_xcom_push=True, get_logs=True, on_finish_action="delete_succeeded_pod",
+        skip_on_exit_code=NOTHING_TO_DO_EXIT,  # "nothing to do yet" skips, as with the local runner
         env_from=[k8s.V1EnvFromSource(config_map_ref=k8s.V1ConfigMapEnvSource(name=config.configmap)),
                   k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=config.secret))],
         env_vars=[k8s.V1EnvVar(name=k, value=v) for k, v in pod_environment(config).items()],

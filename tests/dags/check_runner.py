@@ -49,7 +49,7 @@ def pods() -> None:
         except ValueError as exc:
             errors[value] = str(exc)
     print(json.dumps({"type": type(op).__name__, "pod": ApiClient().sanitize_for_serialization(pod),
-                      "mount_path_errors": errors}))
+                      "skip_on_exit_code": list(op.skip_on_exit_code), "mount_path_errors": errors}))
 
 
 def main() -> None:

@@ -104,3 +104,9 @@ def test_a_mount_path_that_would_shadow_the_pods_own_volumes_is_rejected(configu
     assert set(errors) == {"relative/path", "/", "/tmp", "/airflow/xcom/"}
     for value, error in errors.items():
         assert error.startswith("RECSYS_AIRFLOW_MOUNT_PATH must be an absolute path") and repr(value) in error
+
+
+def test_nothing_to_do_skips_the_pods_task_too(configured_pod: dict[str, Any]) -> None:
+    """The CLI's exit code 3 ("nothing to do yet", the local runner's skip above) skips a pod's task as well,
+    instead of failing it (and alerting) every monitor run while no traffic is logged."""
+    assert configured_pod["skip_on_exit_code"] == [3]
