@@ -862,6 +862,31 @@ def test_the_runners_pods_reach_mlflow_the_service_and_postgresql(runner_pod: di
             assert selector and not selector.items() <= labels.items(), policy["metadata"]["name"]
 
 
+def test_the_guides_seed_job_meets_restricted_and_fills_the_runners_claim(
+        tool: Callable[[str], str], runner_pod: dict[str, Any], tmp_path: Path) -> None:
+    """docs/deploy-kubernetes.md's one-off Job that fetches MovieLens into the claim (no DAG task does) would pass
+    the namespace's admission and writes where the runner's pods read."""
+    doc = (REPO / "docs" / "deploy-kubernetes.md").read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", doc, re.S) if "name: recsys-seed-data" in b]
+    job = yaml.safe_load(block)
+    pod = job["spec"]["template"]["spec"]
+    assert restricted_violations(pod) == []
+    (container,) = pod["containers"]
+    assert container["command"] == ["recsys", "data", "fetch"]
+    runner = next(c for c in runner_pod["spec"]["containers"] if c["name"] == "base")
+    runner_env = {e["name"]: e["value"] for e in runner["env"]}
+    assert {e["name"]: e["value"] for e in container["env"]} == runner_env
+    runner_claims = {m["mountPath"]: v["persistentVolumeClaim"] for m in runner["volumeMounts"]
+                     for v in runner_pod["spec"]["volumes"] if v["name"] == m["name"] and "persistentVolumeClaim" in v}
+    claims = {m["mountPath"]: v["persistentVolumeClaim"] for m in container["volumeMounts"] for v in pod["volumes"]
+              if v["name"] == m["name"] and "persistentVolumeClaim" in v}
+    assert claims == runner_claims and claims
+    path = tmp_path / "seed-job.yaml"
+    path.write_text(yaml.safe_dump(job))
+    proc = run_kubernetes_validate(tool, path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_airflow_values_validate_against_the_charts_schema(tool: Callable[[str], str]) -> None:
     """The chart's values.schema.json comes with the chart (`helm pull apache-airflow/airflow --untar`); neither
     helm nor the chart is installable from the registries this machine reaches, so this runs where
@@ -881,7 +906,8 @@ def test_the_guide_covers_the_operations(built: dict[str, list[dict[str, Any]]])
                    "kubectl apply -k k8s/overlays/blue-green", "kubectl argo rollouts promote recommender",
                    "kubectl argo rollouts abort recommender", "kubectl argo rollouts undo recommender",
                    "rollout undo deployment/recommender", "helm upgrade --install airflow",
-                   "k8s/airflow/values.yaml", "no cluster", "cert-manager", "prometheus-adapter", "ExternalSecret"):
+                   "k8s/airflow/values.yaml", "no cluster", "cert-manager", "prometheus-adapter", "ExternalSecret",
+                   "recsys-pipeline-data", "ReadWriteMany", "`efs-sc`", "RECSYS_AIRFLOW_PVC", "RECSYS_NOTIFY_URL"):
         assert needle in doc, needle
     # every Secret the Airflow values and the manifests name is in the guide's list of what to create
     values = (K8S / "airflow" / "values.yaml").read_text()
