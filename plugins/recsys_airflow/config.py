@@ -13,6 +13,10 @@ variable                             meaning (default)
 ``RECSYS_AIRFLOW_SERVICE_ACCOUNT``   the pods' service account (``recsys-pipeline``)
 ``RECSYS_AIRFLOW_CONFIGMAP``         ConfigMap whose keys become the pods' environment (``recsys-env``)
 ``RECSYS_AIRFLOW_SECRET``            Secret whose keys become the pods' environment (``recsys-secrets``)
+``RECSYS_AIRFLOW_PVC``               the PersistentVolumeClaim (ReadWriteMany) mounted into every pod, so what
+                                     one task writes the next one reads (``recsys-pipeline-data``)
+``RECSYS_AIRFLOW_MOUNT_PATH``        where the claim is mounted; the pods' ``RECSYS_VAR_DIR`` is this path and
+                                     ``RECSYS_DATA_DIR`` its ``data`` folder (``/var/lib/recsys``)
 ``RECSYS_AIRFLOW_RETRIES``           retries of a task (2), with exponential backoff from
 ``RECSYS_AIRFLOW_RETRY_DELAY``       seconds (30)
 ``RECSYS_AIRFLOW_MONITOR_SCHEDULE``  cron of the ``monitor`` DAG (``*/15 * * * *``)
@@ -56,6 +60,13 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
+def _mount_path(value: str) -> str:
+    if not value.startswith("/") or value.rstrip("/") in ("", "/tmp", "/airflow/xcom"):
+        raise ValueError(f"RECSYS_AIRFLOW_MOUNT_PATH must be an absolute path other than /, /tmp and "
+                         f"/airflow/xcom (the pods' own volumes), got {value!r}")
+    return value.rstrip("/")
+
+
 @dataclass(frozen=True)
 class RunnerConfig:
     runner: Literal["local", "kubernetes"] = "local"
@@ -66,6 +77,8 @@ class RunnerConfig:
     service_account: str = "recsys-pipeline"
     configmap: str = "recsys-env"
     secret: str = "recsys-secrets"
+    pvc: str = "recsys-pipeline-data"
+    mount_path: str = "/var/lib/recsys"
     retries: int = 2
     retry_delay: timedelta = timedelta(seconds=30)
     monitor_schedule: str = "*/15 * * * *"
@@ -94,6 +107,8 @@ class RunnerConfig:
             service_account=_env("RECSYS_AIRFLOW_SERVICE_ACCOUNT", cls.service_account),
             configmap=_env("RECSYS_AIRFLOW_CONFIGMAP", cls.configmap),
             secret=_env("RECSYS_AIRFLOW_SECRET", cls.secret),
+            pvc=_env("RECSYS_AIRFLOW_PVC", cls.pvc),
+            mount_path=_mount_path(_env("RECSYS_AIRFLOW_MOUNT_PATH", cls.mount_path)),
             retries=int(_env("RECSYS_AIRFLOW_RETRIES", "2")),
             retry_delay=timedelta(seconds=float(_env("RECSYS_AIRFLOW_RETRY_DELAY", "30"))),
             monitor_schedule=_env("RECSYS_AIRFLOW_MONITOR_SCHEDULE", cls.monitor_schedule),

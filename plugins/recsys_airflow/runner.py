@@ -9,7 +9,9 @@ are the same for both:
   yet": no traffic logged, no champion) skips the task.
 - ``kubernetes`` (:class:`RecsysPodOperator`): the same command in a pod of the recsys image, its environment
   from the ConfigMap and Secret the configuration names, the JSON written to ``/airflow/xcom/return.json`` (the
-  operator's XCom sidecar pushes it).
+  operator's XCom sidecar pushes it); exit code 3 skips the task here too. Every pod mounts the shared claim the
+  configuration names, where its ``RECSYS_VAR_DIR`` and ``RECSYS_DATA_DIR`` are, so the tasks' files outlive
+  their pods, and meets Pod Security ``restricted`` (see :func:`_pod_operator`).
 
 An option whose templated value renders empty or ``None`` (an unset param, a run without a logical date) is
 left out together with its value, so ``"--date", "{{ logical_date }}"`` means "the logical date, if any".
@@ -185,8 +187,37 @@ class RecsysOperator(BaseOperator):
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
+UID = 10001
+"""The pipeline pods' user and group (the recsys image's, the serving and MLflow pods' too, k8s/base)."""
+SCRATCH = "/tmp"
+"""The pods' writable scratch (an emptyDir: the root filesystem is read-only): TMPDIR and HOME."""
+
+
+def pod_environment(config: RunnerConfig) -> dict[str, str]:
+    """What the runner sets in every pod on top of the ConfigMap and Secret (``env`` wins over ``envFrom``): the
+    data and var dirs on the shared claim, whatever the ConfigMap says, and the scratch for tempfile and caches."""
+    return {"RECSYS_VAR_DIR": config.mount_path, "RECSYS_DATA_DIR": f"{config.mount_path}/data",
+            "TMPDIR": SCRATCH, "HOME": SCRATCH}
+
+
+def restricted_security_context(*, read_only_root: bool = True) -> Any:
+    """A container security context the Pod Security ``restricted`` profile admits."""
+    from kubernetes.client import models as k8s
+
+    return k8s.V1SecurityContext(
+        run_as_non_root=True, run_as_user=UID, run_as_group=UID, allow_privilege_escalation=False,
+        privileged=False, read_only_root_filesystem=read_only_root,
+        capabilities=k8s.V1Capabilities(drop=["ALL"]), seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"))
+
+
 def _pod_operator(task_id: str, arguments: Sequence[str], config: RunnerConfig, **kwargs: Any) -> BaseOperator:
-    """The same command in a pod of the recsys image (``RECSYS_AIRFLOW_RUNNER=kubernetes``)."""
+    """The same command in a pod of the recsys image (``RECSYS_AIRFLOW_RUNNER=kubernetes``).
+
+    The pod meets Pod Security ``restricted``: UID/GID 10001, no privilege escalation, every capability dropped,
+    seccomp ``RuntimeDefault`` (pod and both containers, the XCom sidecar included), a read-only root filesystem
+    with an emptyDir at ``/tmp``. The claim ``config.pvc`` is mounted at ``config.mount_path`` and holds
+    ``RECSYS_VAR_DIR`` and ``RECSYS_DATA_DIR``, so the batches, the store, the bundles and the reports one task
+    writes are there for the next (``fsGroup`` makes a fresh volume writable by the pod's group)."""
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import models as k8s
 
@@ -201,13 +232,24 @@ def _pod_operator(task_id: str, arguments: Sequence[str], config: RunnerConfig, 
     return RecsysPodOperator(
         task_id=task_id, name=f"recsys-{task_id.replace('_', '-')}", namespace=config.namespace,
         image=config.image, cmds=["/bin/sh", "-c", script, "recsys"], arguments=list(arguments),
-        service_account_name=config.service_account, do_xcom_push=True, get_logs=True,
-        on_finish_action="delete_succeeded_pod",
+        service_account_name=config.service_account, automount_service_account_token=False,
+        do_xcom_push=True, get_logs=True, on_finish_action="delete_succeeded_pod",
+        skip_on_exit_code=NOTHING_TO_DO_EXIT,  # "nothing to do yet" skips, as with the local runner
         env_from=[k8s.V1EnvFromSource(config_map_ref=k8s.V1ConfigMapEnvSource(name=config.configmap)),
                   k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=config.secret))],
+        env_vars=[k8s.V1EnvVar(name=k, value=v) for k, v in pod_environment(config).items()],
+        volumes=[k8s.V1Volume(name="data", persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
+                     claim_name=config.pvc)),
+                 k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="2Gi"))],
+        volume_mounts=[k8s.V1VolumeMount(name="data", mount_path=config.mount_path),
+                       k8s.V1VolumeMount(name="tmp", mount_path=SCRATCH)],
         container_resources=k8s.V1ResourceRequirements(requests={"cpu": "1", "memory": "2Gi"},
                                                        limits={"memory": "4Gi"}),
-        security_context=k8s.V1PodSecurityContext(run_as_non_root=True, run_as_user=10001, fs_group=10001),
+        security_context=k8s.V1PodSecurityContext(
+            run_as_non_root=True, run_as_user=UID, run_as_group=UID, fs_group=UID,
+            fs_group_change_policy="OnRootMismatch", seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault")),
+        container_security_context=restricted_security_context(),
+        xcom_sidecar_container_security_context=restricted_security_context(),
         **kwargs)
 
 

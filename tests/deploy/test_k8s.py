@@ -11,7 +11,11 @@
 - the production and blue-green settings the issue asks for, the names others rely on, the env var names against
   ``recsys.settings``, the PrometheusRule against monitoring/prometheus/rules, no secret value anywhere;
 - checkov (kubernetes framework) on the built manifests: no failed check, every skip with its reason;
-- the Airflow chart values (k8s/airflow/values.yaml) against the DAGs' runner configuration.
+- the Airflow chart values (k8s/airflow/values.yaml) against the DAGs' runner configuration;
+- the pod the Airflow runner starts (plugins/recsys_airflow/runner.py), built by KubernetesPodOperator's
+  ``build_pod_request_obj`` in the Airflow env with the chart values' configuration: it validates against the
+  schemas, mounts the shared claim the manifests define, and meets Pod Security ``restricted`` like every pod spec
+  of every build (the namespace enforces it).
 """
 
 from __future__ import annotations
@@ -305,6 +309,151 @@ def test_every_container_has_resources_and_the_restricted_security_context(
     assert seen >= 9  # 2 per build, plus the analysis' smoke Job
 
 
+# -- Pod Security "restricted" ------------------------------------------------------------------------------------
+# The Pod Security Standards (https://kubernetes.io/docs/concepts/security/pod-security-standards/, version
+# "latest" as of Kubernetes 1.31), baseline and restricted controls, as the admission plugin applies them to a pod
+# spec: what the namespace's `enforce: restricted` would reject, offline.
+BASELINE_CAPABILITIES = {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+                         "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
+SAFE_SYSCTLS = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
+                "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
+                "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+                "net.ipv4.tcp_keepalive_probes"}
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                      "projected", "secret"}
+SELINUX_TYPES = {"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
+ALLOWED_SECCOMP = {"RuntimeDefault", "Localhost"}
+
+
+def _context_violations(sc: dict[str, Any], at: str) -> list[str]:
+    """The controls a pod-level and a container-level security context share."""
+    found = []
+    if (sc.get("windowsOptions") or {}).get("hostProcess"):
+        found.append(f"{at}: windowsOptions.hostProcess")
+    selinux = sc.get("seLinuxOptions") or {}
+    if selinux.get("type", "") not in SELINUX_TYPES or selinux.get("user") or selinux.get("role"):
+        found.append(f"{at}: seLinuxOptions {selinux}")
+    if (sc.get("appArmorProfile") or {}).get("type", "RuntimeDefault") not in ALLOWED_SECCOMP:
+        found.append(f"{at}: appArmorProfile {sc['appArmorProfile']}")
+    if sc.get("runAsUser") == 0:
+        found.append(f"{at}: runAsUser 0")
+    return found
+
+
+def restricted_violations(pod: dict[str, Any], annotations: dict[str, str] | None = None) -> list[str]:
+    """What in a pod spec violates Pod Security ``restricted`` (which includes ``baseline``); [] when nothing."""
+    found: list[str] = []
+    psc = pod.get("securityContext") or {}
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(field):
+            found.append(f"spec.{field}")
+    for volume in pod.get("volumes") or []:
+        kinds = set(volume) - {"name"}
+        if not kinds <= RESTRICTED_VOLUMES:
+            found.append(f"volume {volume['name']}: {sorted(kinds - RESTRICTED_VOLUMES)}")
+    for sysctl in psc.get("sysctls") or []:
+        if sysctl["name"] not in SAFE_SYSCTLS:
+            found.append(f"sysctl {sysctl['name']}")
+    for key, value in (annotations or {}).items():
+        if key.startswith("container.apparmor.security.beta.kubernetes.io/") and not (
+                value == "runtime/default" or value.startswith("localhost/")):
+            found.append(f"annotation {key}={value}")
+    found += _context_violations(psc, "pod")
+    pod_seccomp = (psc.get("seccompProfile") or {}).get("type")
+    if pod_seccomp is not None and pod_seccomp not in ALLOWED_SECCOMP:
+        found.append(f"pod: seccompProfile {pod_seccomp}")
+    every = [("initContainers", c) for c in pod.get("initContainers") or []] + [
+        ("containers", c) for c in pod.get("containers") or []] + [
+        ("ephemeralContainers", c) for c in pod.get("ephemeralContainers") or []]
+    for kind, c in every:
+        at = f"{kind}[{c['name']}]"
+        sc = c.get("securityContext") or {}
+        found += _context_violations(sc, at)
+        if sc.get("privileged"):
+            found.append(f"{at}: privileged")
+        caps = sc.get("capabilities") or {}
+        if set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:  # restricted: only this one (baseline: a list)
+            found.append(f"{at}: capabilities.add {caps['add']}")
+        if "ALL" not in (caps.get("drop") or []):
+            found.append(f"{at}: capabilities.drop lacks ALL")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            found.append(f"{at}: allowPrivilegeEscalation not false")
+        non_root = sc.get("runAsNonRoot")
+        if non_root is False or (non_root is None and psc.get("runAsNonRoot") is not True):
+            found.append(f"{at}: runAsNonRoot not true (here or on the pod)")
+        seccomp = (sc.get("seccompProfile") or {}).get("type")
+        if (seccomp is None and pod_seccomp not in ALLOWED_SECCOMP) or (
+                seccomp is not None and seccomp not in ALLOWED_SECCOMP):
+            found.append(f"{at}: seccompProfile {seccomp or 'unset'} (pod: {pod_seccomp or 'unset'})")
+        if sc.get("procMount", "Default") != "Default":
+            found.append(f"{at}: procMount {sc['procMount']}")
+        if any(port.get("hostPort") for port in c.get("ports") or []):
+            found.append(f"{at}: hostPort")
+    return found
+
+
+def pod_annotations(doc: dict[str, Any]) -> dict[str, str]:
+    template = doc.get("spec", {}).get("template", {})
+    return (template.get("metadata") or {}).get("annotations") or {}
+
+
+def test_every_pod_spec_of_every_build_meets_pod_security_restricted(built: dict[str, list[dict[str, Any]]]) -> None:
+    checked = set()
+    for name, docs in built.items():
+        for doc in docs:
+            for where, pod in pod_specs(doc):
+                assert restricted_violations(pod, pod_annotations(doc)) == [], f"{name}: {where}"
+                checked.add(where)
+    # the serving Deployment (the blue-green Rollout's template), MLflow, the analysis' smoke Job
+    assert checked == {"Deployment/recommender", "Deployment/mlflow",
+                       "AnalysisTemplate/recommender-preview:smoke-traffic"}
+    for name, docs in built.items():
+        labels = one(docs, "Namespace", NAMESPACE)["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted", name
+        assert labels["pod-security.kubernetes.io/enforce-version"] == "latest", name
+
+
+def test_the_restricted_check_catches_each_violation(runner_pod: dict[str, Any]) -> None:
+    """The negative control of the check: each mutation of a compliant pod spec is caught, by name."""
+    good = runner_pod["spec"]
+    assert restricted_violations(good) == []
+
+    def broken(change: Callable[[dict[str, Any]], None]) -> list[str]:
+        pod = copy.deepcopy(good)
+        change(pod)
+        return restricted_violations(pod)
+
+    sidecar = next(i for i, c in enumerate(good["containers"]) if c["name"] == "airflow-xcom-sidecar")
+    # KubernetesPodOperator's sidecar as it comes without xcom_sidecar_container_security_context
+    assert broken(lambda p: p["containers"][sidecar].pop("securityContext")) == [
+        "containers[airflow-xcom-sidecar]: capabilities.drop lacks ALL",
+        "containers[airflow-xcom-sidecar]: allowPrivilegeEscalation not false"]
+
+    def runner_before(pod: dict[str, Any]) -> None:  # a pod-level runAsNonRoot/runAsUser/fsGroup only
+        pod["securityContext"] = {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001}
+        for c in pod["containers"]:
+            c.pop("securityContext")
+
+    before = broken(runner_before)
+    assert len(before) == 6 and all(re.search(r"seccompProfile unset|drop lacks ALL|Escalation", v) for v in before)
+
+    def may_run_as_root(pod: dict[str, Any]) -> None:
+        for sc in [pod["securityContext"], *(c["securityContext"] for c in pod["containers"])]:
+            sc.pop("runAsNonRoot")
+
+    assert broken(may_run_as_root) == [
+        f"containers[{c['name']}]: runAsNonRoot not true (here or on the pod)" for c in good["containers"]]
+    assert broken(lambda p: p["containers"][0]["securityContext"].update(runAsUser=0)) == [
+        f"containers[{good['containers'][0]['name']}]: runAsUser 0"]
+    assert broken(lambda p: p["volumes"].append({"name": "host", "hostPath": {"path": "/var/run"}})) == [
+        "volume host: ['hostPath']"]
+    assert broken(lambda p: p.update(hostNetwork=True)) == ["spec.hostNetwork"]
+    assert broken(lambda p: p["containers"][0]["securityContext"]["capabilities"].update(add=["SYS_ADMIN"]))
+    assert broken(lambda p: p["containers"][0]["securityContext"].update(seccompProfile={"type": "Unconfined"}))
+    assert broken(lambda p: p["containers"][0]["securityContext"].update(privileged=True))
+    assert broken(lambda p: p["containers"][0].update(ports=[{"containerPort": 80, "hostPort": 80}]))
+
+
 def test_writable_paths_are_emptydirs_with_the_env_pointing_there(production: list[dict[str, Any]]) -> None:
     _, pod, container = serving(production)
     empty = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
@@ -433,8 +582,7 @@ def test_secret_references_name_recsys_secrets_and_are_documented(built: dict[st
 
 def test_the_names_others_rely_on(production: list[dict[str, Any]]) -> None:
     labels = one(production, "Namespace", NAMESPACE)["metadata"]["labels"]
-    # baseline enforced (the runner's pods are not "restricted"-clean yet: k8s/base/namespace.yaml), restricted warned
-    assert labels["pod-security.kubernetes.io/enforce"] in ("baseline", "restricted")
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
     assert labels["pod-security.kubernetes.io/warn"] == "restricted"
     service = one(production, "Service", "recommender")
     assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(3000, "http")]
@@ -453,7 +601,8 @@ def test_the_names_others_rely_on(production: list[dict[str, Any]]) -> None:
     env = {e["name"]: e for e in server["env"]}
     assert env["MLFLOW_ARTIFACTS_DESTINATION"]["value"].startswith("s3://")  # production: artifacts on S3
     assert env["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"]["name"] == "recsys-secrets"
-    assert not [d for d in production if d["kind"] == "PersistentVolumeClaim"]
+    # no artifact volume (the pipeline's shared claim is another one)
+    assert "mlflow-artifacts" not in {d["metadata"]["name"] for d in production if d["kind"] == "PersistentVolumeClaim"}
     assert one(production, "Deployment", "mlflow")["spec"]["strategy"]["type"] == "RollingUpdate"
 
 
@@ -614,6 +763,7 @@ def test_airflow_values_run_the_dags_as_pods_of_the_pipeline_image(airflow_value
     assert env["RECSYS_AIRFLOW_NAMESPACE"] == NAMESPACE
     assert one(production, "ServiceAccount", env["RECSYS_AIRFLOW_SERVICE_ACCOUNT"])
     assert one(production, "ConfigMap", env["RECSYS_AIRFLOW_CONFIGMAP"])
+    assert one(production, "PersistentVolumeClaim", env["RECSYS_AIRFLOW_PVC"])
     assert env["RECSYS_AIRFLOW_SECRET"] == "recsys-secrets"
     mlflow_image = one(production, "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]["image"]
     assert env["RECSYS_AIRFLOW_IMAGE"] == mlflow_image  # the production pin of recsys-pipeline
@@ -625,6 +775,116 @@ def test_airflow_values_run_the_dags_as_pods_of_the_pipeline_image(airflow_value
     role = one(production, "Role", "recsys-pipeline-launcher")
     verbs = {r["resources"][0]: set(r["verbs"]) for r in role["rules"]}
     assert {"create", "delete", "watch"} <= verbs["pods"] and "create" in verbs["pods/exec"]
+
+
+@pytest.fixture(scope="module")
+def runner_pod(airflow_values: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The pod a DAG task asks the API server for, with the chart values' RECSYS_AIRFLOW_* settings: the runner's
+    KubernetesPodOperator builds it (``build_pod_request_obj``, tests/dags/check_runner.py) in the Airflow env."""
+    from tests.dags.harness import require_airflow, run_in_airflow
+
+    require_airflow()
+    settings = {e["name"]: e["value"] for e in airflow_values["env"] if e["name"].startswith("RECSYS_AIRFLOW_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_AIRFLOW_") and k != "VIRTUAL_ENV"}
+    env |= {"AIRFLOW_HOME": str(tmp_path_factory.mktemp("airflow-home")), "PYTHONPATH": str(REPO / "plugins"),
+            **settings}
+    rendered = run_in_airflow("check_runner.py", "pods", env=env)
+    assert rendered["type"] == "RecsysPodOperator"
+    return rendered["pod"]
+
+
+def test_the_runners_pod_validates_against_the_kubernetes_schemas(tool: Callable[[str], str],
+                                                                  runner_pod: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / "runner-pod.yaml"
+    path.write_text(yaml.safe_dump(runner_pod))
+    proc = run_kubernetes_validate(tool, path)
+    assert proc.returncode == 0 and "passed for resource" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert runner_pod["metadata"]["namespace"] == NAMESPACE
+
+
+def test_the_runners_pod_meets_pod_security_restricted(runner_pod: dict[str, Any]) -> None:
+    spec = runner_pod["spec"]
+    assert {c["name"] for c in spec["containers"]} == {"base", "airflow-xcom-sidecar"}
+    assert restricted_violations(spec, runner_pod["metadata"].get("annotations")) == []
+    for c in spec["containers"]:
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True, c["name"]
+    assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsUser"] == 10001
+    assert spec["automountServiceAccountToken"] is False
+
+
+def test_the_runners_pods_share_the_claim_the_manifests_define(runner_pod: dict[str, Any],
+                                                               built: dict[str, list[dict[str, Any]]]) -> None:
+    """Every build has the claim the runner mounts (ReadWriteMany: pods on any node, DAGs at the same time), and the
+    pod's data and var dirs are on it, as the ConfigMap says too; the writable paths are that claim and emptyDirs."""
+    spec = runner_pod["spec"]
+    base = next(c for c in spec["containers"] if c["name"] == "base")
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    claims = {m["mountPath"]: volumes[m["name"]]["persistentVolumeClaim"]["claimName"] for m in base["volumeMounts"]
+              if "persistentVolumeClaim" in volumes[m["name"]]}
+    ((mount, claim),) = claims.items()
+    assert (mount, claim) == ("/var/lib/recsys", "recsys-pipeline-data")
+    env = {e["name"]: e["value"] for e in base["env"]}
+    assert env["RECSYS_VAR_DIR"] == mount and env["RECSYS_DATA_DIR"] == f"{mount}/data"
+    scratch = {m["mountPath"] for m in base["volumeMounts"] if "emptyDir" in volumes[m["name"]]}
+    assert env["TMPDIR"] in scratch and env["HOME"] in scratch and "/airflow/xcom" in scratch
+    for name, docs in built.items():
+        pvc = one(docs, "PersistentVolumeClaim", claim)["spec"]
+        assert pvc["accessModes"] == ["ReadWriteMany"], name
+        # production (and blue-green on top of it): EFS, a class the platform provides (an assumption, documented);
+        # base and staging: the cluster's default class
+        expected = "efs-sc" if name in ("overlays/production", "overlays/blue-green") else None
+        assert pvc.get("storageClassName") == expected, name
+        configmap = one(docs, "ConfigMap", "recsys-env")["data"]
+        assert (configmap["RECSYS_VAR_DIR"], configmap["RECSYS_DATA_DIR"]) == (
+            env["RECSYS_VAR_DIR"], env["RECSYS_DATA_DIR"]), name
+    given = {e["name"] for e in base["env"]}
+    assert {n for n in given if n not in settings_env_names() and n not in OTHER_ENV} == set()
+
+
+def test_the_runners_pods_reach_mlflow_the_service_and_postgresql(runner_pod: dict[str, Any],
+                                                                  production: list[dict[str, Any]]) -> None:
+    """The NetworkPolicies select the pipeline pods by the label the operator gives them: theirs leaves egress open
+    (PostgreSQL, MLflow, S3, notifications), MLflow's and the serving pods' ingress admit them."""
+    labels = runner_pod["metadata"]["labels"]
+    assert labels["kubernetes_pod_operator"] == "True"
+    pipeline = one(production, "NetworkPolicy", "recsys-pipeline")["spec"]
+    assert pipeline["podSelector"]["matchLabels"].items() <= labels.items()
+    assert "Egress" not in pipeline["policyTypes"] and pipeline["ingress"] == []
+    for name, port in (("mlflow", 5000), ("recommender", 3000)):
+        policy = one(production, "NetworkPolicy", name)["spec"]
+        assert any(peer.get("podSelector", {}).get("matchLabels", {}).items() <= labels.items()
+                   and "podSelector" in peer and {"port": port, "protocol": "TCP"} in rule["ports"]
+                   for rule in policy["ingress"] for peer in rule["from"]), name
+    # no other policy in the namespace restricts the pipeline pods' egress
+    for policy in production:
+        if policy["kind"] == "NetworkPolicy" and "Egress" in policy["spec"]["policyTypes"]:
+            selector = policy["spec"]["podSelector"].get("matchLabels", {})
+            assert selector and not selector.items() <= labels.items(), policy["metadata"]["name"]
+
+
+def test_the_guides_seed_job_meets_restricted_and_fills_the_runners_claim(
+        tool: Callable[[str], str], runner_pod: dict[str, Any], tmp_path: Path) -> None:
+    """docs/deploy-kubernetes.md's one-off Job that fetches MovieLens into the claim (no DAG task does) would pass
+    the namespace's admission and writes where the runner's pods read."""
+    doc = (REPO / "docs" / "deploy-kubernetes.md").read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", doc, re.S) if "name: recsys-seed-data" in b]
+    job = yaml.safe_load(block)
+    pod = job["spec"]["template"]["spec"]
+    assert restricted_violations(pod) == []
+    (container,) = pod["containers"]
+    assert container["command"] == ["recsys", "data", "fetch"]
+    runner = next(c for c in runner_pod["spec"]["containers"] if c["name"] == "base")
+    runner_env = {e["name"]: e["value"] for e in runner["env"]}
+    assert {e["name"]: e["value"] for e in container["env"]} == runner_env
+    runner_claims = {m["mountPath"]: v["persistentVolumeClaim"] for m in runner["volumeMounts"]
+                     for v in runner_pod["spec"]["volumes"] if v["name"] == m["name"] and "persistentVolumeClaim" in v}
+    claims = {m["mountPath"]: v["persistentVolumeClaim"] for m in container["volumeMounts"] for v in pod["volumes"]
+              if v["name"] == m["name"] and "persistentVolumeClaim" in v}
+    assert claims == runner_claims and claims
+    path = tmp_path / "seed-job.yaml"
+    path.write_text(yaml.safe_dump(job))
+    proc = run_kubernetes_validate(tool, path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_airflow_values_validate_against_the_charts_schema(tool: Callable[[str], str]) -> None:
@@ -646,7 +906,8 @@ def test_the_guide_covers_the_operations(built: dict[str, list[dict[str, Any]]])
                    "kubectl apply -k k8s/overlays/blue-green", "kubectl argo rollouts promote recommender",
                    "kubectl argo rollouts abort recommender", "kubectl argo rollouts undo recommender",
                    "rollout undo deployment/recommender", "helm upgrade --install airflow",
-                   "k8s/airflow/values.yaml", "no cluster", "cert-manager", "prometheus-adapter", "ExternalSecret"):
+                   "k8s/airflow/values.yaml", "no cluster", "cert-manager", "prometheus-adapter", "ExternalSecret",
+                   "recsys-pipeline-data", "ReadWriteMany", "`efs-sc`", "RECSYS_AIRFLOW_PVC", "RECSYS_NOTIFY_URL"):
         assert needle in doc, needle
     # every Secret the Airflow values and the manifests name is in the guide's list of what to create
     values = (K8S / "airflow" / "values.yaml").read_text()
