@@ -136,8 +136,11 @@ data: setup ## Fetch MovieLens-100K (recbole==1.2.1 wheel from PyPI, cached and 
 
 # The first recommendation is served as soon as a champion exists (validate, train, gate), then the rest runs: the
 # failure drill, a challenger, the RecBole evaluation, the Airflow env, the live loop. DEMO_STARTED is when make
-# read this file, so the figure printed includes the installs.
+# read this file (handed down to the sub-makes), so the figure printed includes the installs.
+ifndef DEMO_STARTED
 DEMO_STARTED := $(shell date +%s)
+endif
+export DEMO_STARTED
 demo: setup data ## Pipeline end to end (validate, train, gate + promote, a served recommendation, drill, challenger, evaluate), then the live loop (`make loop`)
 	$(RECSYS) data replay --all
 	$(RECSYS) validate --all
