@@ -132,14 +132,22 @@ def test_module_calls_pass_declared_and_required_inputs() -> None:
         missing = required - passed
         assert not missing, f"{directory}: module {name} lacks the required {sorted(missing)} of {target}"
         checked += 1
-    assert checked >= 20, "both environments call every local module"
+    assert checked >= 13, "the platform calls every local module, each environment calls the platform"
+    # One wiring for both environments: each env root calls modules/platform, which calls every other module.
+    for env in ENVS:
+        calls = {_local_target(f"envs/{env}", _one(b["source"])) for b in _blocks("module", f"envs/{env}").values()}
+        assert calls == {"modules/platform"}, f"envs/{env} calls {sorted(map(str, calls))}"
+    wired = {_local_target("modules/platform", _one(b["source"])) for b in _blocks("module", "modules/platform").values()}
+    assert wired == {f"modules/{m}" for m in ("kms", "network", "ecr", "github-oidc", "eks", "storage", "database",
+                                            "secrets", "irsa")}
 
 
 def test_module_output_references_exist() -> None:
     checked = 0
     for directory in _dirs():
         calls = _blocks("module", directory)
-        for mod, out in re.findall(r"\bmodule\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_]+)", _text(directory)):
+        # (?!module\.): module.platform.module.kms is a nested module's address (moved blocks), not an output
+        for mod, out in re.findall(r"\bmodule\.([A-Za-z0-9_-]+)\.(?!module\.)([A-Za-z0-9_]+)", _text(directory)):
             assert mod in calls, f"{directory}: module.{mod} is not a module of this directory"
             target = _local_target(directory, _one(calls[mod]["source"]))
             if target is None:
@@ -195,11 +203,15 @@ def test_remote_state_is_a_partial_s3_backend_with_a_lock() -> None:
 
 
 def test_production_database_is_protected() -> None:
-    db = _blocks("module", "envs/production")["database"]
-    assert _one(db["deletion_protection"]) is True
-    assert _one(db["multi_az"]) is True
-    assert _one(db["skip_final_snapshot"]) is False
-    assert _one(db["backup_retention_days"]) >= 14
+    platform = _blocks("module", "envs/production")["platform"]
+    assert _one(platform["db_deletion_protection"]) is True
+    assert _one(platform["db_multi_az"]) is True
+    assert _one(platform["db_skip_final_snapshot"]) is False
+    assert _one(platform["db_backup_retention_days"]) >= 14
+    # ... and the platform hands them to the database module unchanged
+    db = _blocks("module", "modules/platform")["database"]
+    for arg in ("deletion_protection", "multi_az", "skip_final_snapshot", "backup_retention_days"):
+        assert _one(db[arg]) == f"${{var.db_{arg}}}", f"modules/platform: database {arg} = {_one(db[arg])}"
     instance = _resource("modules/database", "aws_db_instance", "this")
     assert _one(instance["storage_encrypted"]) is True
     assert _one(instance["publicly_accessible"]) is False
