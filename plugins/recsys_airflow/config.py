@@ -61,7 +61,8 @@ def _env(name: str, default: str) -> str:
 
 
 def _mount_path(value: str) -> str:
-    if not value.startswith("/") or value.rstrip("/") in ("", "/tmp", "/airflow/xcom"):
+    reserved = ("", "/tmp", "/airflow/xcom")  # nosec B108: paths refused here, not a temp file used
+    if not value.startswith("/") or value.rstrip("/") in reserved:
         raise ValueError(f"RECSYS_AIRFLOW_MOUNT_PATH must be an absolute path other than /, /tmp and "
                          f"/airflow/xcom (the pods' own volumes), got {value!r}")
     return value.rstrip("/")

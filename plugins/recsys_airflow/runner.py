@@ -189,7 +189,7 @@ class RecsysOperator(BaseOperator):
 
 UID = 10001
 """The pipeline pods' user and group (the recsys image's, the serving and MLflow pods' too, k8s/base)."""
-SCRATCH = "/tmp"
+SCRATCH = "/tmp"  # nosec B108: the pod's own emptyDir (one per pod, not shared), not the host's /tmp
 """The pods' writable scratch (an emptyDir: the root filesystem is read-only): TMPDIR and HOME."""
 
 
