@@ -273,7 +273,7 @@ def test_pipeline_image() -> None:
     copied = [i.args for i in final.all("COPY")]
     assert "--from=builder /opt/recsys/venv /opt/recsys/venv" in copied
     # the uid Airflow's pod tasks run this image as, and group 0, which owns the writable folders
-    pod_user = re.search(r"run_as_user=(\d+)", (REPO / "plugins" / "recsys_airflow" / "runner.py").read_text())
+    pod_user = re.search(r"^UID = (\d+)$", (REPO / "plugins" / "recsys_airflow" / "runner.py").read_text(), re.M)
     assert pod_user is not None
     assert final.all("USER")[-1].args == f"{pod_user[1]}:0"
     assert env["HOME"] == "/home/recsys", "set, or a uid without a passwd entry gets HOME=/"
