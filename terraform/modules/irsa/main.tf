@@ -10,6 +10,10 @@ locals {
   s3_read = ["s3:GetObject", "s3:GetObjectVersion"]
   s3_rw   = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
 
+  # who may assume each role: the roles' service accounts, and the EBS CSI driver's controller
+  trusted = merge({ for name, role in local.roles : name => role.subjects },
+  { "ebs-csi" = ["system:serviceaccount:kube-system:ebs-csi-controller-sa"] })
+
   roles = {
     recommender = {
       subjects = ["system:serviceaccount:${var.namespace}:recommender"]
@@ -49,7 +53,7 @@ locals {
 }
 
 data "aws_iam_policy_document" "trust" {
-  for_each = local.roles
+  for_each = local.trusted
   statement {
     actions = ["sts:AssumeRoleWithWebIdentity"]
     principals {
@@ -64,7 +68,7 @@ data "aws_iam_policy_document" "trust" {
     condition {
       test     = "StringEquals"
       variable = "${var.oidc_provider}:sub"
-      values   = each.value.subjects
+      values   = each.value
     }
   }
 }
@@ -111,31 +115,11 @@ resource "aws_iam_role_policy" "this" {
   policy   = data.aws_iam_policy_document.access[each.key].json
 }
 
-# -- the EBS CSI driver (kube-system) ----------------------------------------------------------------------------
-data "aws_iam_policy_document" "ebs_csi_trust" {
-  statement {
-    actions = ["sts:AssumeRoleWithWebIdentity"]
-    principals {
-      type        = "Federated"
-      identifiers = [var.oidc_provider_arn]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "${var.oidc_provider}:aud"
-      values   = ["sts.amazonaws.com"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "${var.oidc_provider}:sub"
-      values   = ["system:serviceaccount:kube-system:ebs-csi-controller-sa"]
-    }
-  }
-}
-
+# -- the EBS CSI driver (kube-system): trusted like the roles above, with an AWS-managed policy ---------------
 resource "aws_iam_role" "ebs_csi" {
   name               = "${var.name}-ebs-csi"
   description        = "IRSA role of the EBS CSI driver controller"
-  assume_role_policy = data.aws_iam_policy_document.ebs_csi_trust.json
+  assume_role_policy = data.aws_iam_policy_document.trust["ebs-csi"].json
   tags               = var.tags
 }
 
