@@ -23,6 +23,7 @@ PROVIDERS = (
     "apache-airflow-providers-smtp",
     "apache-airflow-providers-cncf-kubernetes",
     "apache-airflow-providers-postgres",
+    "apache-airflow-providers-celery",
 )
 
 
