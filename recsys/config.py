@@ -6,7 +6,9 @@ Environment settings are in :mod:`recsys.settings`; the gate's thresholds are :c
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 
 class BacktestConfig(BaseModel):
@@ -59,6 +61,21 @@ class RankerConfig(BaseModel):
     early_stopping_rounds: int = Field(50, ge=5)
     num_threads: int = Field(2, ge=1)
     seed: int = 0
+    engine: Literal["local", "dask"] = Field("local", description="local: lgb.train; dask: DaskLGBMRanker")
+    dask_address: str | None = Field(None, description="a Dask scheduler; None: a LocalCluster")
+    dask_workers: int = Field(2, ge=1, description="LocalCluster workers (one thread each)")
+
+    @model_serializer(mode="wrap")
+    def _omit_default_engine(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # the engine keys are left out of the dump at their defaults, so existing run keys and hashes stay the same
+        out: dict[str, Any] = handler(self)
+        for key in _ENGINE_KEYS:
+            if key in out and out[key] == RankerConfig.model_fields[key].default:
+                del out[key]
+        return out
+
+
+_ENGINE_KEYS = ("engine", "dask_address", "dask_workers")
 
 
 class TrainConfig(BaseModel):
