@@ -49,9 +49,16 @@ def _dataset(q: QueryFrame, reference: lgb.Dataset | None = None) -> lgb.Dataset
 
 
 def train_ranker(train: QueryFrame, valid: QueryFrame | None, cfg: RankerConfig) -> lgb.Booster:
-    """Fit LambdaRank on ``train``; with ``valid``, stop early on its NDCG@10 and keep the best iteration."""
+    """Fit LambdaRank on ``train``; with ``valid``, stop early on its NDCG@10 and keep the best iteration.
+
+    ``cfg.engine == "dask"``: the same on a Dask cluster (:mod:`recsys.ranking.distributed`)."""
     if not len(train.group) or not (train.y > 0).any():
         raise ValueError("no training query holds a positive among its candidates: nothing to learn")
+    if cfg.engine == "dask":
+        from recsys.ranking.distributed import train_ranker_dask
+
+        cats = [c for c in CATEGORICAL if c in train.feature_names]
+        return train_ranker_dask(train, valid, cfg, lgb_params(cfg), cats)
     dtrain = _dataset(train)
     callbacks: list[Callable[..., Any]] = []
     valid_sets: list[lgb.Dataset] = []

@@ -1,0 +1,102 @@
+"""The ranker on a Dask cluster, through LightGBM's own Dask integration (``lightgbm.dask.DaskLGBMRanker``).
+
+``ranker.engine: dask`` trains here: on a ``distributed.LocalCluster`` of ``ranker.dask_workers`` one-thread worker
+processes, or on the scheduler at ``ranker.dask_address`` (a real cluster, e.g. the Dask Helm chart's). The query
+frame is cut into chunks of whole queries (a LambdaRank query must not straddle two workers), one per worker.
+
+``DaskLGBMRanker`` has no early stopping, so with a validation frame the ensemble is trained for ``n_estimators``
+rounds with the validation NDCG@10 recorded, then cut to its best iteration: the model early stopping would keep,
+at the cost of the rounds after it. The local engine (``recsys.ranking.ranker``) is untouched by this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import lightgbm as lgb
+import numpy as np
+
+from recsys.config import RankerConfig
+from recsys.ranking.queries import QueryFrame
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+# lgb.train's parameter names that the scikit-learn-style estimator takes under another name; the threads are
+# the workers' own (lightgbm.dask sets them from each worker's thread count and ignores any given)
+_RENAMED = {"seed": "random_state"}
+_DROPPED = ("metric", "eval_at", "num_threads")
+
+
+def query_chunks(group: np.ndarray, n_chunks: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Split queries (``group``: rows per query, in row order) into at most ``n_chunks`` runs of whole queries with
+    about equal rows: (rows per chunk, queries per chunk). Empty chunks are never made."""
+    group = np.asarray(group, dtype=np.int64)
+    if not len(group):
+        raise ValueError("no queries to split")
+    n = max(1, min(int(n_chunks), len(group)))
+    ends = np.cumsum(group)
+    # the query after which each chunk ends: the first one whose cumulative rows reach an equal share
+    cuts = np.searchsorted(ends, ends[-1] * np.arange(1, n) / n)
+    bounds = np.unique(np.concatenate([cuts + 1, [len(group)]]))
+    bounds = bounds[bounds > 0]
+    starts = np.concatenate([[0], bounds[:-1]])
+    queries = tuple(int(b - s) for s, b in zip(starts, bounds, strict=True))
+    rows = tuple(int(group[s:b].sum()) for s, b in zip(starts, bounds, strict=True))
+    return rows, queries
+
+
+@contextmanager
+def dask_client(cfg: RankerConfig) -> Iterator[Client]:
+    """A client of ``cfg.dask_address``, or of a LocalCluster of ``cfg.dask_workers`` one-thread processes that is
+    closed on exit."""
+    from distributed import Client, LocalCluster
+
+    if cfg.dask_address:
+        with Client(cfg.dask_address) as client:
+            yield client
+        return
+    with LocalCluster(n_workers=cfg.dask_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=40) as cluster, Client(cluster) as client:
+        yield client
+
+
+def _as_dask(q: QueryFrame, n_chunks: int) -> tuple[Any, Any, Any]:
+    import dask.array as da
+
+    rows, queries = query_chunks(q.group, n_chunks)
+    x = da.from_array(np.ascontiguousarray(q.x), chunks=(rows, (q.x.shape[1],)))
+    y = da.from_array(q.y, chunks=(rows,))
+    group = da.from_array(np.asarray(q.group), chunks=(queries,))
+    return x, y, group
+
+
+def estimator_params(params: dict[str, object], cfg: RankerConfig) -> dict[str, Any]:
+    """``lgb_params(cfg)`` for the estimator: renamed keys, the workers' threads, the boosting rounds."""
+    out = {_RENAMED.get(k, k): v for k, v in params.items() if k not in _DROPPED}
+    out["n_estimators"] = cfg.n_estimators
+    return out
+
+
+def train_ranker_dask(train: QueryFrame, valid: QueryFrame | None, cfg: RankerConfig, params: dict[str, object],
+                      categorical: list[str]) -> lgb.Booster:
+    """Fit LambdaRank on the cluster (see the module docstring); ``params`` are the local engine's ``lgb_params``."""
+    from lightgbm.dask import DaskLGBMRanker
+
+    with dask_client(cfg) as client:
+        n_workers = max(len(client.scheduler_info()["workers"]), 1)
+        x, y, group = _as_dask(train, n_workers)
+        model = DaskLGBMRanker(client=client, **estimator_params(params, cfg))
+        fit: dict[str, Any] = {"feature_name": train.feature_names, "categorical_feature": categorical}
+        if valid is not None and len(valid.group):
+            vx, vy, vgroup = _as_dask(valid, n_workers)
+            fit.update(eval_X=(vx,), eval_y=(vy,), eval_group=[vgroup], eval_at=[10], eval_metric="ndcg")
+        model.fit(x, y, group=group, **fit)
+        booster = model.to_local().booster_
+        if "eval_X" in fit:
+            curve = np.asarray(model.evals_result_["valid_0"]["ndcg@10"])
+            best = int(np.argmax(curve)) + 1  # the first best round, as lgb.early_stopping keeps
+            booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+    return booster
