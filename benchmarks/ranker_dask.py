@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from recsys.config import RankerConfig
-from recsys.metrics import ndcg_at_k
+from recsys.metrics import query_ndcg
 from recsys.ranking.queries import QueryFrame
 from recsys.ranking.ranker import train_ranker
 
@@ -46,14 +46,7 @@ def frame(n_queries: int, seed: int) -> QueryFrame:
 
 
 def mean_ndcg(booster: lgb.Booster, q: QueryFrame) -> float:
-    scores, out, start = np.asarray(booster.predict(q.x, num_threads=1)), [], 0
-    for size in q.group:
-        s, y = scores[start:start + size], q.y[start:start + size]
-        start += size
-        relevant = set(np.flatnonzero(y > 0).tolist())
-        if relevant:
-            out.append(ndcg_at_k(np.argsort(-s).tolist(), relevant, 10))
-    return float(np.mean(out))
+    return query_ndcg(np.asarray(booster.predict(q.x, num_threads=1)), q.y, q.group)
 
 
 def main() -> None:

@@ -131,6 +131,19 @@ _FROM_HITS: dict[str, Callable[[np.ndarray, int, int], float]] = {
 }
 
 
+def query_ndcg(scores: np.ndarray, labels: np.ndarray, group: np.ndarray, k: int = K) -> float:
+    """Mean NDCG@k over ranker queries (rows in query order, ``group`` rows per query): each query's rows ordered by
+    ``scores``, its rows with a label > 0 relevant; queries without one are left out."""
+    out, start = [], 0
+    for size in np.asarray(group, dtype=np.int64):
+        s, y = scores[start:start + size], labels[start:start + size]
+        start += size
+        relevant = set(np.flatnonzero(y > 0).tolist())
+        if relevant:
+            out.append(ndcg_at_k(np.argsort(-s, kind="stable").tolist(), relevant, k))
+    return float(np.mean(out)) if out else float("nan")
+
+
 def per_user_metrics(
     recs: Mapping[Key, Sequence[int]],
     truth: Mapping[Key, Collection[int]],

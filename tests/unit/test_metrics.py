@@ -23,6 +23,7 @@ from recsys.metrics import (
     novelty,
     per_user_metrics,
     precision_at_k,
+    query_ndcg,
     recall_at_k,
     summarize,
 )
@@ -217,3 +218,14 @@ def test_summarize() -> None:
     assert grouped.loc["warm", "ndcg@10"] == pytest.approx(0.75)
     assert grouped.loc["warm", "users"] == 2
     assert grouped.loc["all", "recall@10"] == pytest.approx(2 / 3)
+
+
+def test_query_ndcg_orders_each_query_by_its_scores_and_skips_queries_without_a_positive() -> None:
+    labels = np.array([0, 1, 0, 0, 0, 2, 1])
+    group = np.array([2, 2, 3])  # the second query has no positive: left out
+    best = np.array([0.1, 0.9, 0.5, 0.4, 0.0, 0.8, 0.7])
+    assert query_ndcg(best, labels, group) == pytest.approx(1.0)
+    worst = -best
+    expected = np.mean([ndcg_at_k([0, 1], {1}), ndcg_at_k([0, 2, 1], {1, 2})])
+    assert query_ndcg(worst, labels, group) == pytest.approx(expected) and expected < 1.0
+    assert np.isnan(query_ndcg(best[:2], np.zeros(2), np.array([2])))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from recsys.config import RankerConfig, TrainConfig
-from recsys.metrics import ndcg_at_k
+from recsys.metrics import query_ndcg
 from recsys.ranking.distributed import query_chunks
 from recsys.ranking.queries import QueryFrame
 from recsys.ranking.ranker import lgb_params, train_ranker
@@ -43,15 +43,7 @@ def planted(n_queries: int, seed: int) -> QueryFrame:
 
 
 def mean_ndcg(booster: lgb.Booster, q: QueryFrame) -> float:
-    scores = np.asarray(booster.predict(q.x))
-    out, start = [], 0
-    for size in q.group:
-        s, y = scores[start:start + size], q.y[start:start + size]
-        start += size
-        relevant = set(np.flatnonzero(y > 0).tolist())
-        if relevant:
-            out.append(ndcg_at_k(np.argsort(-s).tolist(), relevant, 10))
-    return float(np.mean(out))
+    return query_ndcg(np.asarray(booster.predict(q.x, num_threads=1)), q.y, q.group)
 
 
 CFG = RankerConfig(n_estimators=40, min_child_samples=10, early_stopping_rounds=10, num_threads=1)
