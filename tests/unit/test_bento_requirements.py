@@ -24,6 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "requirements.txt"
 BENTO_LOCK = ROOT / "bentos" / "requirements.txt"
 SERVICE = ROOT / "bentos" / "service.py"
+# Training-only modules the static walk reaches through function bodies (the ranker's training dispatches to the
+# Dask engine) but a serving process never imports: their packages (dask, distributed) stay out of the Bento;
+# test_the_service_s_modules_do_not_load_the_dask_engine checks the "never imports" at run time.
+TRAINING_ONLY = {"recsys/ranking/distributed.py"}
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
 
 
@@ -94,6 +98,8 @@ def test_every_package_the_service_imports_is_listed(bento_pins: dict[str, str])
     owners = metadata.packages_distributions()
     missing, unknown = {}, {}
     for top, files in sorted(imported_top_levels(SERVICE).items()):
+        if files <= TRAINING_ONLY:
+            continue
         dists = owners.get(top)
         if not dists:
             unknown[top] = sorted(files)
@@ -127,3 +133,12 @@ def test_bentofile_installs_the_compiled_file() -> None:
     assert (ROOT / "bentos" / python["requirements_txt"]).resolve() == BENTO_LOCK
     assert "packages" not in python, "bentofile.yaml lists packages by hand beside requirements_txt"
     assert python.get("lock_packages") is False, "BentoML would re-resolve the pins at build time"
+
+
+def test_the_service_s_modules_do_not_load_the_dask_engine() -> None:
+    import subprocess
+
+    code = ("import sys, recsys.ranking.recommender, recsys.ranking.ranker, recsys.ranking.train; "
+            "print(sorted(m for m in ('dask', 'distributed', 'recsys.ranking.distributed') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
