@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 # the workers' own (lightgbm.dask sets them from each worker's thread count and ignores any given)
 _RENAMED = {"seed": "random_state"}
 _DROPPED = ("metric", "eval_at", "num_threads")
+CONNECT_TIMEOUT = "10s"
+"""How long to wait for the scheduler at ``ranker.dask_address``."""
 
 
 def query_chunks(group: np.ndarray, n_chunks: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -55,7 +57,12 @@ def dask_client(cfg: RankerConfig) -> Iterator[Client]:
     from distributed import Client, LocalCluster
 
     if cfg.dask_address:
-        with Client(cfg.dask_address) as client:
+        try:
+            client = Client(cfg.dask_address, timeout=CONNECT_TIMEOUT)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"ranker.dask_address {cfg.dask_address!r}: cannot reach a Dask scheduler there "
+                             f"({exc})") from exc
+        with client:
             yield client
         return
     with LocalCluster(n_workers=cfg.dask_workers, threads_per_worker=1, processes=True, dashboard_address=None,

@@ -94,3 +94,11 @@ def test_the_local_engine_is_the_code_before_the_dask_one(frames: tuple[QueryFra
                        callbacks=[lgb.early_stopping(CFG.early_stopping_rounds, first_metric_only=True,
                                                      verbose=False)])
     assert booster.model_to_string() == direct.model_to_string(num_iteration=direct.best_iteration)
+
+
+def test_an_unreachable_scheduler_is_a_clear_error_naming_the_field(frames: tuple[QueryFrame, QueryFrame,
+                                                                                   QueryFrame]) -> None:
+    train, valid, _ = frames
+    cfg = CFG.model_copy(update={"engine": "dask", "dask_address": "tcp://127.0.0.1:9"})
+    with pytest.raises(ValueError, match=r"ranker.dask_address 'tcp://127.0.0.1:9': cannot reach"):
+        train_ranker(train, valid, cfg)
