@@ -1,5 +1,5 @@
 """The typed configuration of the stages: candidates, ranker and backtest (``params.yaml``'s training sections),
-and the drift check (its ``drift`` section).
+the drift check (its ``drift`` section), and the synthetic data set's parameters (``recsys data synth``).
 
 Environment settings are in :mod:`recsys.settings`; the gate's thresholds are :class:`recsys.registry.gate.GateConfig`.
 """
@@ -116,3 +116,27 @@ class DriftConfig(BaseModel):
                                    "context columns drifts (0.02: any one of the ~37)")
     score_alone: bool = Field(False, description="whether score drift alone is a dataset drift")
     seed: int = 0
+
+
+class SynthParams(BaseModel):
+    """A synthetic MovieLens (see :mod:`recsys.data.synth`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interactions: int = Field(gt=0, le=200_000_000, description="number of ratings to write")
+    seed: int = Field(0, description="seed of every random draw (same seed, same files)")
+    users: int | None = Field(None, gt=0, description="number of users; default: scaled like MovieLens")
+    items: int | None = Field(None, gt=0, description="number of items; default: scaled like MovieLens")
+
+
+class FittedStats(BaseModel):
+    """What the generator took from the reference data (also the figures a synthetic set is checked against)."""
+
+    rating_shares: list[float] = Field(description="P(rating = 1..5)")
+    taste_share: float = Field(description="share of a user's ratings drawn from its favourite genre")
+    user_bias_sd: float
+    item_bias_sd: float
+    popularity_gini: float = Field(description="Gini coefficient of ratings per item")
+    activity_median: float = Field(description="median ratings per user")
+    new_user_share: float = Field(description="share of users whose first rating is after week 0")
+    new_item_share: float = Field(description="share of items whose first rating is after week 0")

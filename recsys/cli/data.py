@@ -1,8 +1,10 @@
-"""``recsys data``: fetch MovieLens-100K, replay it as weekly batches, inject a fault (a drill)."""
+"""``recsys data``: fetch MovieLens-100K (or synthesize a larger one), replay it as weekly batches, inject a fault
+(a drill)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -31,6 +33,39 @@ def fetch(as_json: JsonOption = False) -> None:
                            ("replay weeks", f"{result.weeks} (0..{result.weeks - 1}), "
                                             f"{result.first_day:%Y-%m-%d} → {result.last_day:%Y-%m-%d}")]:
             table.add_row(key, value)
+        yield table
+
+    emit(result, as_json, render)
+
+
+@app.command("synth")
+def synth(
+    interactions: Annotated[int, typer.Option(help="Number of ratings to write (25000000: ML-25M's shape).")],
+    out: Annotated[Path, typer.Option(help="Data dir to write; run the pipeline on it with RECSYS_DATA_DIR=OUT.")],
+    seed: Annotated[int, typer.Option(help="Seed of every random draw.")] = 0,
+    users: Annotated[int | None, typer.Option(help="Number of users (default: scaled like MovieLens).")] = None,
+    items: Annotated[int | None, typer.Option(help="Number of items (default: scaled like MovieLens).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write a synthetic MovieLens of any size in the real schema, fitted from ML-100K (seeded).
+
+    Then `RECSYS_DATA_DIR=OUT recsys data replay --all`, `recsys validate --all`, `recsys train` run on it.
+    """
+    from recsys.stages.data import SynthRequest
+    from recsys.stages.data import synth as synth_stage
+
+    request = run(lambda: SynthRequest(interactions=interactions, data_dir=out, seed=seed, users=users,
+                                       items=items))
+    result = run(lambda: synth_stage(settings(), request, reporter=REPORTER))
+
+    def render() -> Iterator[RenderableType]:
+        table = Table("statistic", "ML-100K", "synthetic",
+                      title=f"{result.interactions:,} ratings, {result.users:,} users, {result.items:,} items, "
+                            f"{result.weeks} weeks in {result.raw_dir} ({result.seconds:.1f} s)")
+        ref, syn = result.reference.model_dump(), result.synthetic.model_dump()
+        for key in ref:
+            fmt = (lambda v: " ".join(f"{x:.3f}" for x in v)) if key == "rating_shares" else (lambda v: f"{v:.3f}")
+            table.add_row(key.replace("_", " "), fmt(ref[key]), fmt(syn[key]))
         yield table
 
     emit(result, as_json, render)

@@ -1,12 +1,16 @@
-"""Data stages: fetch MovieLens-100K, ingest weeks of the replay as incoming batches, inject a fault (a drill)."""
+"""Data stages: fetch MovieLens-100K (or synthesize a larger one like it), ingest weeks of the replay as incoming
+batches, inject a fault (a drill)."""
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import datetime
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from recsys.config import FittedStats, SynthParams
 from recsys.settings import Settings
 from recsys.stages.base import SILENT, Reporter, StageError, StageResult
 from recsys.stages.inputs import load_raw
@@ -26,7 +30,11 @@ class FetchResult(StageResult):
 def fetch(settings: Settings, *, reporter: Reporter = SILENT) -> FetchResult:
     """Download MovieLens-100K from the recbole==1.2.1 wheel (cached), verify its checksums and load it."""
     from recsys.data.fetch import fetch_movielens
+    from recsys.data.synth import SYNTH_MARKER
 
+    if (settings.raw_dir / SYNTH_MARKER).exists():
+        raise StageError(f"{settings.raw_dir} holds a synthetic data set ({SYNTH_MARKER}); fetch MovieLens-100K "
+                         "into another data dir (RECSYS_DATA_DIR) instead of overwriting it")
     with reporter.status("fetching MovieLens-100K (recbole==1.2.1 wheel)…"):
         raw_dir = fetch_movielens(settings.raw_dir, settings.wheel_cache)
     ml, clock = load_raw(settings)
@@ -34,6 +42,51 @@ def fetch(settings: Settings, *, reporter: Reporter = SILENT) -> FetchResult:
                        interactions=len(ml.interactions), weeks=clock.n_weeks,
                        first_day=clock.bounds(0)[0].to_pydatetime(),
                        last_day=clock.bounds(clock.n_weeks - 1)[1].to_pydatetime())
+
+
+class SynthRequest(SynthParams):
+    data_dir: Path = Field(description="data dir to write (its raw/ml-100k holds the files, as `fetch` writes "
+                                       "them); point RECSYS_DATA_DIR at it to run the pipeline on it")
+
+
+class SynthResult(StageResult):
+    raw_dir: Path
+    users: int
+    items: int
+    interactions: int
+    weeks: int
+    seconds: float
+    reference: FittedStats
+    synthetic: FittedStats
+
+
+def synth(settings: Settings, params: SynthRequest, *, reporter: Reporter = SILENT) -> SynthResult:
+    """Write a synthetic MovieLens of ``params.interactions`` ratings into ``params.data_dir``, fitted from the real
+    ML-100K of ``settings`` (fetched first when missing); see :mod:`recsys.data.synth`."""
+    from recsys.data.fetch import fetch_movielens
+    from recsys.data.load import MovieLens
+    from recsys.data.replay import ReplayClock
+    from recsys.data.synth import SYNTH_MARKER, fit, synthesize, write_atomic
+
+    out = params.data_dir / settings.raw_dir.relative_to(settings.data_dir)
+    if out.resolve() == settings.raw_dir.resolve():
+        raise StageError(f"data_dir {params.data_dir} is the data dir of the real MovieLens-100K; "
+                         "write the synthetic set into another one")
+    started = time.perf_counter()
+    with reporter.status("fetching the reference MovieLens-100K…"):
+        fetch_movielens(settings.raw_dir, settings.wheel_cache)
+    ref, clock = load_raw(settings)
+    with reporter.status(f"synthesizing {params.interactions:,} ratings…"):
+        users, items, interactions, reference = synthesize(ref, clock.origin, clock.n_weeks, params)
+    synthetic = fit(MovieLens(users=users, items=items, interactions=interactions, data_hash=""), clock.origin)
+    with reporter.status(f"writing {out}…"):
+        write_atomic(users, items, interactions, out)
+    result = SynthResult(raw_dir=out, users=len(users), items=len(items), interactions=len(interactions),
+                         weeks=int(ReplayClock.from_interactions(interactions).n_weeks),
+                         seconds=round(time.perf_counter() - started, 2), reference=reference, synthetic=synthetic)
+    (out / SYNTH_MARKER).write_text(json.dumps({"params": params.model_dump(mode="json"),
+                                                **result.model_dump(mode="json")}, indent=2) + "\n")
+    return result
 
 
 class IngestParams(BaseModel):
