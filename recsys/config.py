@@ -38,6 +38,30 @@ class CandidateConfig(BaseModel):
     pop_half_life_days: float = Field(14.0, gt=0)
     new_user_half_life_days: float = Field(28.0, gt=0)
     tune: bool = Field(True, description="tune the generators' main parameters on the validation window")
+    ease_max_items: int | None = Field(None, ge=2, description="fit EASE on only this many most popular items "
+                                       "(its inverse is dense items x items); None: every item")
+    als_factors: int = Field(0, ge=0, le=1024, description="add an ALS generator (implicit) with this many "
+                             "factors; 0: none")
+    als_iterations: int = Field(15, ge=1, le=100)
+    als_regularization: float = Field(0.05, ge=0)
+    als_alpha: float = Field(2.0, gt=0, description="ALS confidence per interaction: 1 + alpha")
+
+    @model_serializer(mode="wrap")
+    def _omit_default_scaling(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _omit_defaults(self, handler(self), _SCALING_KEYS)
+
+
+_SCALING_KEYS = ("ease_max_items", "als_factors", "als_iterations", "als_regularization", "als_alpha")
+
+
+def _omit_defaults(model: BaseModel, out: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """``out`` without ``keys`` whose value is the field's default: keys added later leave existing run keys and
+    DVC hashes as they were."""
+    fields = type(model).model_fields
+    for key in keys:
+        if key in out and out[key] == fields[key].default:
+            del out[key]
+    return out
 
 
 class RankerConfig(BaseModel):
@@ -67,12 +91,7 @@ class RankerConfig(BaseModel):
 
     @model_serializer(mode="wrap")
     def _omit_default_engine(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # the engine keys are left out of the dump at their defaults, so existing run keys and hashes stay the same
-        out: dict[str, Any] = handler(self)
-        for key in _ENGINE_KEYS:
-            if key in out and out[key] == RankerConfig.model_fields[key].default:
-                del out[key]
-        return out
+        return _omit_defaults(self, handler(self), _ENGINE_KEYS)
 
 
 _ENGINE_KEYS = ("engine", "dask_address", "dask_workers")

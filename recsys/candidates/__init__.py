@@ -1,6 +1,7 @@
 """Candidate generators behind one interface (:class:`CandidateGenerator`)."""
 
 from recsys.candidates.base import CandidateGenerator, Candidates
+from recsys.candidates.factors import ALS
 from recsys.candidates.neighbours import EASE, ItemKNN, RecentItemKNN
 from recsys.candidates.popularity import (
     NewUserPopularity,
@@ -10,6 +11,7 @@ from recsys.candidates.popularity import (
 )
 
 __all__ = [
+    "ALS",
     "EASE",
     "CandidateGenerator",
     "Candidates",

@@ -12,18 +12,30 @@ from recsys.candidates.base import CandidateGenerator
 from recsys.data.matrix import InteractionData
 
 
-def cosine_knn(x: sp.csr_matrix, neighbours: int, shrink: float) -> sp.csr_matrix:
-    """Item x item cosine similarity (with shrinkage), keeping the top ``neighbours`` per item column."""
-    co = (x.T @ x).toarray().astype(np.float64)
-    norms = np.sqrt(np.diag(co))
-    sim = co / (np.outer(norms, norms) + shrink + 1e-12)
-    np.fill_diagonal(sim, 0.0)
-    k = min(neighbours, sim.shape[0] - 1)
-    if k < sim.shape[0] - 1:
-        # zero all but the k largest entries of each column
-        cut = np.partition(sim, -k, axis=0)[-k]
-        sim[sim < cut[None, :]] = 0.0
-    return sp.csr_matrix(sim.astype(np.float32))
+def cosine_knn(x: sp.csr_matrix, neighbours: int, shrink: float, block: int | None = None) -> sp.csr_matrix:
+    """Item x item cosine similarity (with shrinkage), keeping the top ``neighbours`` per item column.
+
+    Built ``block`` columns at a time (default: as many as keep one block near 512 MB, at most 2,048), so memory is
+    items x block, not items x items; the result is the same for any block size (each column is computed whole).
+    """
+    x = x.tocsc().astype(np.float64)
+    n = x.shape[1]
+    block = block or int(np.clip(2**26 // max(n, 1), 64, 2048))
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel())
+    k = min(neighbours, n - 1)
+    xt = x.T.tocsr()
+    parts = []
+    for lo in range(0, n, block):
+        hi = min(lo + block, n)
+        sim = (xt @ x[:, lo:hi]).toarray()
+        sim /= np.outer(norms, norms[lo:hi]) + shrink + 1e-12
+        sim[np.arange(lo, hi), np.arange(hi - lo)] = 0.0
+        if 0 < k < n - 1:
+            # zero all but the k largest entries of each column
+            cut = np.partition(sim, -k, axis=0)[-k]
+            sim[sim < cut[None, :]] = 0.0
+        parts.append(sp.csc_matrix(sim.astype(np.float32)))
+    return sp.hstack(parts, format="csr") if parts else sp.csr_matrix((n, n), dtype=np.float32)
 
 
 class ItemKNN(CandidateGenerator):
@@ -91,20 +103,33 @@ class RecentItemKNN(ItemKNN):
 
 
 class EASE(CandidateGenerator):
-    """Embarrassingly Shallow Autoencoder (Steck, 2019): closed-form item-item weights, L2 ``lam``."""
+    """Embarrassingly Shallow Autoencoder (Steck, 2019): closed-form item-item weights, L2 ``lam``.
+
+    Its cost is a dense items x items inverse (memory quadratic, time cubic in the catalog); ``max_items`` bounds
+    it to the most popular items of the fit (the others get no weights: score 0, never proposed ahead of them).
+    """
 
     name = "ease"
 
-    def __init__(self, lam: float = 300.0) -> None:
+    def __init__(self, lam: float = 300.0, max_items: int | None = None) -> None:
         self.lam = lam
+        self.max_items = max_items
 
     def get_params(self) -> dict[str, Any]:
-        return {"lam": self.lam}
+        return {"lam": self.lam} if self.max_items is None else {"lam": self.lam, "max_items": self.max_items}
 
-    _state_names: ClassVar[tuple[str, ...]] = ("weights_",)
+    _state_names: ClassVar[tuple[str, ...]] = ("weights_", "columns_")
 
     def _fit(self, data: InteractionData) -> None:
-        gram = (data.matrix.T @ data.matrix).toarray().astype(np.float64)
+        x = data.matrix.tocsc()
+        n = x.shape[1]
+        if self.max_items is not None and self.max_items < n:
+            counts = np.diff(x.indptr)
+            self.columns_ = np.sort(np.argsort(-counts, kind="stable")[: self.max_items]).astype(np.int64)
+            x = x[:, self.columns_]
+        else:
+            self.columns_ = np.arange(n, dtype=np.int64)
+        gram = (x.T @ x).toarray().astype(np.float64)
         gram[np.diag_indices_from(gram)] += self.lam
         precision = scipy.linalg.inv(gram, check_finite=False)
         weights = -precision / np.diag(precision)[None, :]
@@ -112,4 +137,9 @@ class EASE(CandidateGenerator):
         self.weights_ = weights.astype(np.float32)
 
     def _score_known(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(self.seen_[rows] @ self.weights_, dtype=np.float64)
+        columns = getattr(self, "columns_", None)  # bundles saved before max_items have every column
+        if columns is None or len(columns) == len(self.item_ids_):
+            return np.asarray(self.seen_[rows] @ self.weights_, dtype=np.float64)
+        out = np.zeros((len(rows), len(self.item_ids_)), dtype=np.float64)
+        out[:, columns] = self.seen_[rows][:, columns] @ self.weights_
+        return out

@@ -23,7 +23,7 @@ from recsys.data.matrix import InteractionData
 from recsys.profiles import ProfileBlock
 
 DAY = 86400.0
-PERSONAL_SCORES = ("ease", "item_knn", "recent_item_knn")
+PERSONAL_SCORES = ("ease", "item_knn", "recent_item_knn", "als")
 
 
 @dataclass

@@ -9,6 +9,7 @@ import pandas as pd
 
 from recsys import schema as S
 from recsys.candidates import (
+    ALS,
     EASE,
     CandidateGenerator,
     ItemKNN,
@@ -26,15 +27,18 @@ from recsys.features.builder import CandidateBatch, FeatureBuilder, Stage1
 
 def make_generators(cfg: CandidateConfig) -> dict[str, CandidateGenerator]:
     """The generators of stage 1, keyed by their feature-name prefix."""
-    return {
+    generators: dict[str, CandidateGenerator] = {
         "popularity": Popularity(),
         "recent_popularity": RecentPopularity(cfg.pop_half_life_days),
         "profile_popularity": ProfilePopularity(cfg.pop_half_life_days),
         "new_user_popularity": NewUserPopularity(cfg.new_user_half_life_days),
         "item_knn": ItemKNN(cfg.knn_neighbours, cfg.knn_shrink),
         "recent_item_knn": RecentItemKNN(cfg.knn_neighbours, cfg.knn_shrink, cfg.recent_items),
-        "ease": EASE(cfg.ease_lambda),
+        "ease": EASE(cfg.ease_lambda, cfg.ease_max_items),
     }
+    if cfg.als_factors:
+        generators["als"] = ALS(cfg.als_factors, cfg.als_regularization, cfg.als_alpha, cfg.als_iterations)
+    return generators
 
 
 def profiles_for(users: pd.DataFrame, user_ids: np.ndarray) -> pd.DataFrame:

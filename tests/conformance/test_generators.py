@@ -12,6 +12,7 @@ import pytest
 
 from recsys import schema
 from recsys.candidates import (
+    ALS,
     EASE,
     CandidateGenerator,
     Candidates,
@@ -32,6 +33,8 @@ FACTORIES: dict[str, Callable[[], CandidateGenerator]] = {
     "item_knn": lambda: ItemKNN(neighbours=5, shrink=1.0),
     "recent_item_knn": lambda: RecentItemKNN(neighbours=5, shrink=1.0, recent_items=3, decay=0.5),
     "ease": lambda: EASE(lam=1.0),
+    "ease_top_items": lambda: EASE(lam=1.0, max_items=6),
+    "als": lambda: ALS(factors=8, regularization=0.01, alpha=5.0, iterations=20),
 }
 UNKNOWN_USER = 10_000
 PROFILE = {schema.AGE: 30, schema.GENDER: "F", schema.OCCUPATION: "writer", schema.ZIP: "12345"}
@@ -63,7 +66,8 @@ def assert_well_formed(c: Candidates, k: int, catalog: np.ndarray) -> None:
 
 # -- the suite -----------------------------------------------------------------------------------------------
 def test_suite_covers_every_registered_generator() -> None:
-    assert set(CandidateGenerator.registry) == set(FACTORIES)
+    """Every generator, and every bounded variant (``name_*``: the same class with a scaling bound)."""
+    assert set(CandidateGenerator.registry) == {name.split("_top_")[0] for name in FACTORIES}
 
 
 def test_fit_returns_self(make: Callable[[], CandidateGenerator], data: InteractionData) -> None:

@@ -25,9 +25,9 @@ LOCK = ROOT / "requirements.txt"
 BENTO_LOCK = ROOT / "bentos" / "requirements.txt"
 SERVICE = ROOT / "bentos" / "service.py"
 # Training-only modules the static walk reaches through function bodies (the ranker's training dispatches to the
-# Dask engine) but a serving process never imports: their packages (dask, distributed) stay out of the Bento;
-# test_the_service_s_modules_do_not_load_the_dask_engine checks the "never imports" at run time.
-TRAINING_ONLY = {"recsys/ranking/distributed.py"}
+# Dask engine, ALS's fit to implicit) but a serving process never imports: their packages (dask, distributed,
+# implicit) stay out of the Bento; test_the_service_s_modules_do_not_load_training_engines checks it at run time.
+TRAINING_ONLY = {"recsys/ranking/distributed.py", "recsys/candidates/als_training.py"}
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
 
 
@@ -135,10 +135,11 @@ def test_bentofile_installs_the_compiled_file() -> None:
     assert python.get("lock_packages") is False, "BentoML would re-resolve the pins at build time"
 
 
-def test_the_service_s_modules_do_not_load_the_dask_engine() -> None:
+def test_the_service_s_modules_do_not_load_training_engines() -> None:
     import subprocess
 
     code = ("import sys, recsys.ranking.recommender, recsys.ranking.ranker, recsys.ranking.train; "
-            "print(sorted(m for m in ('dask', 'distributed', 'recsys.ranking.distributed') if m in sys.modules))")
+            "print(sorted(m for m in ('dask', 'distributed', 'recsys.ranking.distributed', 'implicit', "
+            "'recsys.candidates.als_training') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"

@@ -61,6 +61,22 @@ def test_good_interactions(tmp_path: Path) -> None:
     assert frame[schema.RATING].tolist() == [1.0, 3.0, 3.5]
 
 
+def test_the_fast_reader_agrees_with_the_careful_one_and_leaves_bad_files_to_it(tmp_path: Path) -> None:
+    """Interactions go through pyarrow when the file is well formed (the 25M-row case); anything else falls back
+    to the line-by-line reader, whose messages the tests below check."""
+    from recsys.data.load import _INTER_COLS, _read, _read_interactions_fast, _to_number
+
+    path = write(tmp_path / "ml.inter", GOOD_INTER + "7\t8\t5\t881250950\n")
+    fast = _read_interactions_fast(path)
+    frame = _read(path, _INTER_COLS)
+    careful = pd.DataFrame({c: _to_number(frame, c, path, t) for c, t in schema.INTERACTION_DTYPES.items()})
+    assert fast is not None and fast.equals(careful)
+    for bad in (INTER_HEADER, INTER_HEADER + "1\t2\t3\n", INTER_HEADER + "1\tx\t3\t4\n",
+                INTER_HEADER + "1\t2\t3\t99999999999999999999\n", INTER_HEADER + "4294967296\t2\t3\t4\n"):
+        assert _read_interactions_fast(write(tmp_path / "bad.inter", bad)) is None, bad
+    assert _read_interactions_fast(write(tmp_path / "latin.inter", GOOD_INTER.encode() + b"1\t2\t3\t4\xe9\n")) is None
+
+
 def test_good_users(tmp_path: Path) -> None:
     frame = load_users(write(tmp_path / "ml.user", GOOD_USER))
     assert {c: str(t) for c, t in frame.dtypes.items()} == schema.USER_DTYPES

@@ -1,0 +1,89 @@
+"""The generators' scaling bounds: blocked item-kNN (same answer, bounded memory), EASE over the most popular
+items, ALS from implicit, and the configuration keys that choose them (absent from the dump at their defaults)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from recsys import schema as S
+from recsys.candidates import ALS, EASE
+from recsys.candidates.neighbours import cosine_knn
+from recsys.config import CandidateConfig
+from recsys.data.matrix import InteractionData
+from recsys.ranking.queries import make_generators
+
+
+def dense_cosine_knn(x: sp.csr_matrix, neighbours: int, shrink: float) -> np.ndarray:
+    """The textbook version: the whole items x items matrix at once."""
+    co = (x.T @ x).toarray().astype(np.float64)
+    norms = np.sqrt(np.diag(co))
+    sim = co / (np.outer(norms, norms) + shrink + 1e-12)
+    np.fill_diagonal(sim, 0.0)
+    cut = np.partition(sim, -neighbours, axis=0)[-neighbours]
+    sim[sim < cut[None, :]] = 0.0
+    return sim.astype(np.float32)
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 4096])
+def test_blocked_item_knn_equals_the_dense_one(block: int) -> None:
+    x = sp.random(300, 150, density=0.08, random_state=np.random.default_rng(1), format="csr")
+    x.data[:] = 1.0
+    got = cosine_knn(x.astype(np.float32), neighbours=10, shrink=5.0, block=block)
+    np.testing.assert_array_equal(got.toarray(), dense_cosine_knn(x, 10, 5.0))
+
+
+def planted(n_users: int = 60, n_items: int = 40, seed: int = 0) -> InteractionData:
+    """Two tastes: users of group g rate items of block g (most of them), never the other block."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(1, n_users + 1):
+        block = np.arange(1, n_items // 2 + 1) + (n_items // 2 if u % 2 else 0)
+        for i in rng.choice(block, size=12, replace=False):
+            rows.append((u, int(i), 5.0, 1_000 + len(rows)))
+    inter = pd.DataFrame(rows, columns=[S.USER, S.ITEM, S.RATING, S.TS]).astype(S.INTERACTION_DTYPES)
+    items = pd.DataFrame({S.ITEM: np.arange(1, n_items + 1, dtype=np.int32), S.TITLE: "t", S.RELEASE_YEAR: 1990,
+                          S.GENRES: "Drama"})
+    return InteractionData(inter, items, None, int(inter[S.TS].max()) + 1)
+
+
+def own_block_share(gen, data: InteractionData, k: int = 5) -> float:
+    hits = []
+    for u in data.user_ids:
+        items = gen.candidates(int(u), k).items
+        hits.append(np.mean((items > 20) == bool(u % 2)))
+    return float(np.mean(hits))
+
+
+def test_ease_over_the_top_items_models_only_those() -> None:
+    data = planted()
+    counts = np.diff(data.matrix.tocsc().indptr)
+    bounded = EASE(lam=5.0, max_items=10).fit(data)
+    assert len(bounded.columns_) == 10 and bounded.weights_.shape == (10, 10)
+    assert set(bounded.columns_) == set(np.argsort(-counts, kind="stable")[:10])
+    others = np.setdiff1d(np.arange(data.n_items), bounded.columns_)
+    assert (bounded.score(data.user_ids)[:, others] == 0).all()
+    full, wide = EASE(lam=5.0).fit(data), EASE(lam=5.0, max_items=1_000).fit(data)
+    np.testing.assert_array_equal(full.score(data.user_ids), wide.score(data.user_ids))
+    assert EASE(lam=5.0).get_params() == {"lam": 5.0}  # saved bundles keep their params
+
+
+def test_als_learns_the_planted_tastes() -> None:
+    data = planted()
+    als = ALS(factors=4, regularization=0.01, alpha=10.0, iterations=20).fit(data)
+    assert own_block_share(als, data) > 0.9  # random: 0.5
+    again = ALS(factors=4, regularization=0.01, alpha=10.0, iterations=20).fit(data)
+    np.testing.assert_allclose(als.score(data.user_ids), again.score(data.user_ids), rtol=1e-6, atol=1e-9)
+
+
+def test_the_scaling_keys_choose_the_generators_and_stay_out_of_the_dump_at_defaults() -> None:
+    default = CandidateConfig()
+    assert "als" not in make_generators(default)
+    assert not {"ease_max_items", "als_factors", "als_alpha"} & set(default.model_dump())
+    scaled = CandidateConfig(ease_max_items=5_000, als_factors=32)
+    gens = make_generators(scaled)
+    assert gens["als"].get_params()["factors"] == 32 and gens["ease"].get_params()["max_items"] == 5_000
+    assert scaled.model_dump()["als_factors"] == 32
+    assert CandidateConfig.model_validate(scaled.model_dump()) == scaled
