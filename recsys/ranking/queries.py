@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -66,27 +68,46 @@ class QueryFrame:
         )
 
 
+BATCH_CELLS = 2**22
+"""Users x items cells of one candidate batch: each generator scores, masks and ranks a dense batch, so memory is
+about 7 generators x 20 bytes x this (560 MB), whatever the window's size."""
+
+
 @dataclass
 class FittedWindow:
-    """Stage 1 and the feature builder fitted on a window's history, with the window's candidates."""
+    """Stage 1 and the feature builder fitted on a window's history; its users' candidates come in batches."""
 
     data: InteractionData
     stage1: Stage1
     features: FeatureBuilder
-    batch: CandidateBatch
     window: LabelWindow
+    user_ids: np.ndarray
+    users: pd.DataFrame
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time of each step on this window: generators_fit, features_fit, then candidates and features (added
+    by :func:`window_queries`)."""
+
+    def batches(self, max_cells: int = BATCH_CELLS) -> Iterator[CandidateBatch]:
+        """Candidates of the window's users, a bounded batch at a time (one, possibly empty, for a small window)."""
+        size = max(1, max_cells // max(self.data.n_items, 1))
+        for lo in range(0, max(len(self.user_ids), 1), size):
+            ids = self.user_ids[lo:lo + size]
+            exclude = ([self.window.exclude.get(int(u), np.empty(0, np.int64)).tolist() for u in ids]
+                       if self.window.exclude else None)
+            yield self.stage1.candidates(ids, profiles_for(self.users, ids), exclude)
 
 
 def fit_window(window: LabelWindow, items: pd.DataFrame, users: pd.DataFrame, cfg: CandidateConfig,
                user_ids: np.ndarray | None = None) -> FittedWindow:
-    """Fit stage 1 + features on the window's history and propose candidates for its users."""
+    """Fit stage 1 + features on the window's history (its users' candidates: :meth:`FittedWindow.batches`)."""
     data = InteractionData(window.history, items, users, window.now)
+    t0 = time.perf_counter()
     stage1 = Stage1(make_generators(cfg), cfg.per_generator).fit(data)
+    t1 = time.perf_counter()
     features = FeatureBuilder().fit(data)
+    seconds = {"generators_fit": t1 - t0, "features_fit": time.perf_counter() - t1}
     ids = window.users if user_ids is None else user_ids
-    exclude = [window.exclude.get(int(u), np.empty(0, np.int64)).tolist() for u in ids] if window.exclude else None
-    batch = stage1.candidates(ids, profiles_for(users, ids), exclude)
-    return FittedWindow(data, stage1, features, batch, window)
+    return FittedWindow(data, stage1, features, window, np.asarray(ids, dtype=np.int64), users, seconds)
 
 
 def labels_for(batch: CandidateBatch, positives: pd.DataFrame, graded: bool) -> np.ndarray:
@@ -98,9 +119,24 @@ def labels_for(batch: CandidateBatch, positives: pd.DataFrame, graded: bool) -> 
     return lookup.reindex(key).fillna(0.0).to_numpy(np.float32)
 
 
-def window_queries(fitted: FittedWindow, graded: bool, require_positive: bool = True) -> QueryFrame:
+def window_queries(fitted: FittedWindow, graded: bool, require_positive: bool = True,
+                   max_cells: int = BATCH_CELLS) -> QueryFrame:
     """Ranker queries of a fitted window; users whose candidates hold no positive teach nothing: dropped."""
-    batch = fitted.batch
+    frames = []
+    batches = fitted.batches(max_cells)
+    while True:
+        t0 = time.perf_counter()
+        batch = next(batches, None)
+        t1 = time.perf_counter()
+        if batch is None:
+            break
+        frames.append(batch_queries(fitted, batch, graded, require_positive))
+        fitted.seconds["candidates"] = fitted.seconds.get("candidates", 0.0) + t1 - t0
+        fitted.seconds["features"] = fitted.seconds.get("features", 0.0) + time.perf_counter() - t1
+    return QueryFrame.concat(frames)
+
+
+def batch_queries(fitted: FittedWindow, batch: CandidateBatch, graded: bool, require_positive: bool) -> QueryFrame:
     x, names = fitted.features.transform(batch)
     y = labels_for(batch, fitted.window.positives, graded)
     keep_user = np.ones(len(batch.user_ids), dtype=bool)

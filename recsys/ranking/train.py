@@ -138,10 +138,15 @@ def train_recommender(ml: MovieLens, clock: ReplayClock, as_of_week: int, cfg: T
     cand_cfg, tuning = (tune_generators(valid_window, ml, cfg.candidates) if cfg.candidates.tune
                         else (cfg.candidates, {}))
     key = cand_cfg.model_dump_json()
+    seconds: dict[str, float] = {"tuning": time.perf_counter() - t0}
 
     def queries(start: int) -> QueryFrame:
         window = temporal_window(ml.interactions, clock, start, h)
-        return window_queries(fit_window(window, ml.items, ml.users, cand_cfg), cfg.ranker.graded_labels)
+        fitted = fit_window(window, ml.items, ml.users, cand_cfg)
+        frame = window_queries(fitted, cfg.ranker.graded_labels)
+        for step, value in fitted.seconds.items():
+            seconds[step] = seconds.get(step, 0.0) + value
+        return frame
 
     def cached(start: int) -> QueryFrame:
         return cache.get((start, key), lambda: queries(start))
@@ -150,16 +155,21 @@ def train_recommender(ml: MovieLens, clock: ReplayClock, as_of_week: int, cfg: T
     valid_q = cached(as_of_week - h)
     t_fit = time.perf_counter()
     booster = train_ranker(train_q, valid_q, cfg.ranker)
+    seconds["ranker"] = time.perf_counter() - t_fit
     best_iteration = booster.num_trees()
     if cfg.ranker.refit:
         recent = range(starts[0] + 1, as_of_week - h + 1)
         refit_q = QueryFrame.concat([train_q] + [cached(s) for s in recent])
+        t_refit = time.perf_counter()
         booster = train_ranker(refit_q, None, cfg.ranker.model_copy(update={"n_estimators": best_iteration}))
-    fit_ranker_s = time.perf_counter() - t_fit
+        seconds["ranker"] += time.perf_counter() - t_refit
+    fit_ranker_s = time.perf_counter() - t_fit  # includes the refit's extra windows (built on first use)
 
+    t_final = time.perf_counter()
     serving_window = LabelWindow(ml.interactions[ml.interactions[S.TS] < clock.start(as_of_week)],
                                  clock.start(as_of_week), ml.interactions.iloc[:0])
     fitted = fit_window(serving_window, ml.items, ml.users, cand_cfg, user_ids=np.empty(0, np.int64))
+    seconds["final_fit"] = time.perf_counter() - t_final
     known = ml.users[ml.users[S.USER].isin(fitted.data.user_ids)].set_index(S.USER)
     final_cfg = cfg.model_copy(update={"candidates": cand_cfg})
     info = {
@@ -175,6 +185,7 @@ def train_recommender(ml: MovieLens, clock: ReplayClock, as_of_week: int, cfg: T
         "feature_importance": dict(list(feature_importance(booster).items())[:15]),
         "fit_ranker_seconds": round(fit_ranker_s, 2),
         "fit_seconds": round(time.perf_counter() - t0, 2),
+        "stage_seconds": {step: round(value, 2) for step, value in seconds.items()},
     }
     manifest = {"model": "two-stage-lambdarank", "data_hash": ml.data_hash, "as_of_week": as_of_week,
                 "params": final_cfg.model_dump(mode="json")}

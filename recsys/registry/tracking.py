@@ -319,6 +319,7 @@ def log_training(result: TrainResult, bundle_dir: Path, *, tracking_uri: str, ex
             params[f"info.{k}"] = v
         elif isinstance(v, int | float):
             info_metrics[k] = float(v)
+    info_metrics.update({f"stage_seconds.{step}": float(s) for step, s in info.get("stage_seconds", {}).items()})
     descriptor = pd.DataFrame({"as_of_week": [week], "trained_until": [str(info.get("trained_until", ""))],
                                "label_window_starts": [json.dumps(info.get("label_window_starts", []))],
                                "validation_window": [str(info.get("validation_window", ""))],

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from recsys.ranking.recommender import Recommender
 
-TIMING_KEYS = ("fit_seconds", "fit_ranker_seconds")
+TIMING_KEYS = ("fit_seconds", "fit_ranker_seconds", "stage_seconds")
 """Training-info entries that measure the machine, not the model: kept out of the bundle."""
 
 
@@ -61,6 +61,8 @@ class TrainResult(StageResult):
     holdout: HoldoutReport | None = Field(description="None when the held-out weeks run past the data (or reused)")
     fit_seconds: float | None = Field(description="None when reused")
     fit_ranker_seconds: float | None
+    stage_seconds: dict[str, float] | None = Field(None, description="wall time per step: tuning, generators_fit, "
+                                                   "features_fit, candidates, features, ranker, final_fit")
     best_iteration: int | None
     tracking_uri: str
     run_id: str
@@ -179,6 +181,7 @@ def train_model(settings: Settings, data: TrainingData, as_of_week: int, config:
         metrics_path=metrics_path,
         holdout=held_out,
         fit_seconds=float(result.info["fit_seconds"]), fit_ranker_seconds=float(result.info["fit_ranker_seconds"]),
+        stage_seconds=result.info.get("stage_seconds"),
         best_iteration=int(result.info["best_iteration"]), tracking_uri=uri, run_id=logged.run_id,
         run_key=logged.run_key, model_name=settings.model_name,
         version=None if version is None else version.version, created=bool(version and version.created))
