@@ -38,7 +38,17 @@ from pathlib import Path
 from typing import Any
 
 from recsys_airflow.config import REPO
-from recsys_airflow.local import USER, airflow, airflow_env, password, prepared, start, stop, wait_healthy
+from recsys_airflow.local import (
+    USER,
+    airflow,
+    airflow_env,
+    components,
+    password,
+    prepared,
+    start,
+    stop,
+    wait_healthy,
+)
 
 DAGS = ("ingest_and_validate", "retrain")
 FINISHED = ("success", "failed")
@@ -187,7 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.end < args.start:
         parser.error(f"--to {args.end} is before --from {args.start}")
 
-    env = airflow_env(args.home, args.port)
+    try:
+        env = airflow_env(args.home, args.port)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite"):
         print("error: a backfill needs a metadata DB other than SQLite: `airflow backfill create` fails with "
               "'database is locked' while the scheduler runs (the REST API's create too, apache/airflow#66726). "
@@ -209,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (stop(procs), sys.exit(143)))
     results: list[dict[str, Any]] = []
     try:
-        wait_healthy(url, procs)
+        wait_healthy(url, procs, components(env))
         api = Api(url, args.home)
         wait_dags_parsed(api, DAGS)
         print(f"Airflow UI       {url}   login: {USER} / {password(args.home)}  (logs: {args.home / 'logs'})",

@@ -6,6 +6,13 @@ triggerer), migrates the metadata database (SQLite in ``--home`` unless ``RECSYS
 e.g. PostgreSQL), creates the registry pool of one slot, starts them with their logs in ``<home>/logs/``, waits
 until the API answers, prints the URL and the login, and stops them all on Ctrl-C or SIGTERM.
 
+``RECSYS_AIRFLOW_EXECUTOR=celery`` runs the tasks on Airflow's CeleryExecutor instead of the LocalExecutor: a fifth
+process, ``airflow celery worker``, takes them from the broker ``RECSYS_AIRFLOW_BROKER_URL`` (default the machine's
+Redis, ``redis://127.0.0.1:6379/0``; the tests run it there) on the queue ``RECSYS_AIRFLOW_QUEUE``
+(default ``default``), and writes task states to the metadata database as Celery's result backend, so that must be
+a server database (PostgreSQL: ``RECSYS_AIRFLOW_DB_URL``). More workers on more machines only need the same
+environment and ``airflow celery worker``.
+
 Auth stays on: Airflow's SimpleAuthManager with one admin, ``admin``, whose password is ``RECSYS_AIRFLOW_PASSWORD``
 or generated once into ``<home>/passwords.json`` (mode 0600); the JWT secret shared by the components is generated
 once into ``<home>/jwt_secret``. The DAGs' connections come from the library's settings (one set of variables for
@@ -31,6 +38,7 @@ from pathlib import Path
 from recsys_airflow.config import REGISTRY_POOL, REPO, SERVICE_CONN, SLACK_CONN, SMTP_CONN, environment
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+CELERY_WORKER = "celery worker"
 USER = "admin"
 
 
@@ -115,7 +123,35 @@ def airflow_env(home: Path, port: int, base: Mapping[str, str] | None = None) ->
         "NO_PROXY": "127.0.0.1,localhost",
     }
     env.update(connections(base))
+    if celery(base):
+        if db_url.startswith("sqlite"):
+            raise ValueError("RECSYS_AIRFLOW_EXECUTOR=celery needs a server metadata database (Celery keeps its "
+                             "results there): set RECSYS_AIRFLOW_DB_URL, e.g. postgresql://…")
+        env.update({
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CELERY__BROKER_URL": base.get("RECSYS_AIRFLOW_BROKER_URL", "").strip()
+            or "redis://127.0.0.1:6379/0",
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{db_url}",
+            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue(base),
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": base.get("AIRFLOW__CELERY__WORKER_CONCURRENCY", "2"),
+        })
     return env
+
+
+def celery(env: Mapping[str, str]) -> bool:
+    executor = env.get("RECSYS_AIRFLOW_EXECUTOR", "local").strip().lower() or "local"
+    if executor not in ("local", "celery"):
+        raise ValueError(f"RECSYS_AIRFLOW_EXECUTOR must be local or celery, got {executor!r}")
+    return executor == "celery"
+
+
+def queue(env: Mapping[str, str]) -> str:
+    return env.get("RECSYS_AIRFLOW_QUEUE", "").strip() or "default"
+
+
+def components(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The processes of this deployment: the four, plus a Celery worker on the CeleryExecutor."""
+    return COMPONENTS + ((CELERY_WORKER,) if env.get("AIRFLOW__CORE__EXECUTOR") == "CeleryExecutor" else ())
 
 
 def airflow(env: Mapping[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -142,22 +178,26 @@ def prepared(env: Mapping[str, str]) -> bool:
 
 
 def start(env: Mapping[str, str], logs: Path) -> list[subprocess.Popen[bytes]]:
-    """Start the four components (logs in ``logs``)."""
+    """Start the components (logs in ``logs``): the four, and the Celery worker on the CeleryExecutor."""
     logs.mkdir(parents=True, exist_ok=True)
     exe = str(Path(sys.executable).with_name("airflow"))
     procs = []
-    for component in COMPONENTS:
-        out = (logs / f"{component}.log").open("ab")
-        procs.append(subprocess.Popen([exe, component], env=dict(env), stdout=out, stderr=subprocess.STDOUT,  # nosec B603: the venv's airflow executable and a component name, no shell
+    for component in components(env):
+        out = (logs / f"{component.replace(' ', '-')}.log").open("ab")
+        args = component.split()
+        if component == CELERY_WORKER:
+            args += ["--queues", env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"]]
+        procs.append(subprocess.Popen([exe, *args], env=dict(env), stdout=out, stderr=subprocess.STDOUT,  # nosec B603: the venv's airflow executable and a component name, no shell
                                       start_new_session=True))
     return procs
 
 
-def wait_healthy(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 180) -> dict[str, object]:
+def wait_healthy(url: str, procs: list[subprocess.Popen[bytes]], names: tuple[str, ...] = COMPONENTS,
+                 timeout: float = 180) -> dict[str, object]:
     """Wait until the API server's health says the metadata DB and the scheduler are healthy."""
     deadline, last = time.monotonic() + timeout, "no answer"
     while time.monotonic() < deadline:
-        for proc, component in zip(procs, COMPONENTS, strict=True):
+        for proc, component in zip(procs, names, strict=True):
             if proc.poll() is not None:
                 raise RuntimeError(f"airflow {component} exited with {proc.returncode} (see its log)")
         try:
@@ -192,7 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prepare-only", action="store_true",
                         help="migrate the metadata database, create the pool, print the environment as JSON, exit")
     args = parser.parse_args(argv)
-    env = airflow_env(args.home, args.port)
+    try:
+        env = airflow_env(args.home, args.port)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     url = env["AIRFLOW__API__BASE_URL"]
     print(f"preparing Airflow in {env['AIRFLOW_HOME']} (metadata DB: "
           f"{env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN'].split('://')[0]}) …", file=sys.stderr, flush=True)
@@ -204,12 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     procs = start(env, args.home / "logs")
     signal.signal(signal.SIGTERM, lambda *_: (stop(procs), sys.exit(0)))
     try:
-        wait_healthy(url, procs)
+        wait_healthy(url, procs, components(env))
         print(f"Airflow UI       {url}   login: {USER} / {password(args.home)}  (DAGs unpaused; logs: "
               f"{args.home / 'logs'})", flush=True)
         while all(p.poll() is None for p in procs):
             time.sleep(1)
-        failed = [c for p, c in zip(procs, COMPONENTS, strict=True) if p.poll() is not None]
+        failed = [c for p, c in zip(procs, components(env), strict=True) if p.poll() is not None]
         print(f"error: airflow {', '.join(failed)} stopped (see {args.home / 'logs'})", file=sys.stderr)
         return 1
     except (RuntimeError, TimeoutError) as exc:
