@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10,000 users: a smoke run")
     args = parser.parse_args()
     sizes = [10_000] if args.quick else [int(u) for u in args.users.split(",")]
-    rows = []
+    rows: list[dict[str, Any]] = []
     rng = np.random.default_rng(1)
     with tempfile.TemporaryDirectory(prefix="recsys-online-") as tmp:
         for users in sizes:

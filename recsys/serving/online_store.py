@@ -29,6 +29,11 @@ class StoredAnswer(NamedTuple):
     candidates: int
 
 
+def _raw(value: bytes | str) -> bytes:
+    """A value as bytes (a client made with ``decode_responses=True`` would hand back str)."""
+    return value if isinstance(value, bytes) else value.encode("latin-1")
+
+
 def pack(items: np.ndarray, scores: np.ndarray, candidates: int) -> bytes:
     n = len(items)
     return (np.array([n, candidates], dtype=_HEADER).tobytes() + np.asarray(items, dtype="<i4").tobytes()
@@ -68,19 +73,19 @@ class RedisAnswers:
 
     def current(self) -> str | None:
         value = self.client.get(f"{self.prefix}:current")
-        return None if value is None else bytes(value).decode()
+        return None if value is None else _raw(value).decode()
 
     def get(self, version: str, user_id: int, n: int | None = None) -> StoredAnswer | None:
         """A user's answer (its top ``n``), or None when the version holds none for it."""
         blob = self.client.get(self.key(version, user_id))
         if blob is None:
             return None
-        answer = unpack(bytes(blob))
+        answer = unpack(_raw(blob))
         return answer if n is None else StoredAnswer(answer.items[:n], answer.scores[:n], answer.candidates)
 
     def get_many(self, version: str, user_ids: Iterable[int]) -> list[StoredAnswer | None]:
         blobs = self.client.mget([self.key(version, int(u)) for u in user_ids])
-        return [None if b is None else unpack(bytes(b)) for b in blobs]
+        return [None if b is None else unpack(_raw(b)) for b in blobs]
 
     def drop(self, version: str, batch: int = 10_000) -> int:
         """Delete a version's keys (SCAN, never KEYS); the number deleted."""
