@@ -45,13 +45,16 @@ class CandidateConfig(BaseModel):
     als_iterations: int = Field(15, ge=1, le=100)
     als_regularization: float = Field(0.05, ge=0)
     als_alpha: float = Field(2.0, gt=0, description="ALS confidence per interaction: 1 + alpha")
+    rank_depth: int | None = Field(None, ge=10, description="rank features exact for each generator's top "
+                                   "rank_depth items, the rest share rank_depth + 1 (a partition, not a sort of the "
+                                   "catalog per user); None: exact for every item")
 
     @model_serializer(mode="wrap")
     def _omit_default_scaling(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         return _omit_defaults(self, handler(self), _SCALING_KEYS)
 
 
-_SCALING_KEYS = ("ease_max_items", "als_factors", "als_iterations", "als_regularization", "als_alpha")
+_SCALING_KEYS = ("ease_max_items", "als_factors", "als_iterations", "als_regularization", "als_alpha", "rank_depth")
 
 
 def _omit_defaults(model: BaseModel, out: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:

@@ -53,7 +53,8 @@ class ItemKNN(CandidateGenerator):
     _state_names: ClassVar[tuple[str, ...]] = ("sim_",)
 
     def _fit(self, data: InteractionData) -> None:
-        self.sim_ = cosine_knn(data.matrix, self.neighbours, self.shrink)
+        self.sim_ = data.derived(("cosine_knn", self.neighbours, self.shrink),
+                                 lambda: cosine_knn(data.matrix, self.neighbours, self.shrink))
 
     def _history(self, rows: np.ndarray) -> sp.csr_matrix:
         return self.seen_[rows]

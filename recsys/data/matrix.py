@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from recsys import schema as S
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -27,6 +31,7 @@ class InteractionData:
     item_ids: np.ndarray = field(init=False)
     matrix: sp.csr_matrix = field(init=False)
     last_ts: sp.csr_matrix = field(init=False)
+    _derived: dict[Hashable, Any] = field(init=False, default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.interactions) and int(self.interactions[S.TS].max()) >= self.now:
@@ -42,6 +47,13 @@ class InteractionData:
         r, c = pairs.r.to_numpy(), pairs.c.to_numpy()
         self.matrix = sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=shape)
         self.last_ts = sp.csr_matrix((pairs.t.to_numpy(), (r, c)), shape=shape)
+
+    def derived(self, key: Hashable, make: Callable[[], T]) -> T:
+        """``make()``, computed once per data set and ``key``: what several generators fitted on the same data
+        share (item-kNN's and session item-kNN's similarity matrix, whatever the other parameters tuned)."""
+        if key not in self._derived:
+            self._derived[key] = make()
+        return cast(T, self._derived[key])
 
     @property
     def n_items(self) -> int:

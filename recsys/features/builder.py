@@ -12,6 +12,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,9 +49,13 @@ class CandidateBatch:
 class Stage1:
     """The fitted candidate generators, and how many candidates each one proposes."""
 
-    def __init__(self, generators: dict[str, CandidateGenerator], per_generator: int) -> None:
+    def __init__(self, generators: dict[str, CandidateGenerator], per_generator: int,
+                 rank_depth: int | None = None) -> None:
         self.generators = generators
         self.per_generator = per_generator
+        self.rank_depth = rank_depth
+        """Rank only the top ``rank_depth`` items of each generator exactly (the rest share rank depth + 1): a
+        partition instead of a full sort of the catalog per user. None: every item's exact rank."""
         self._cold: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         """Per generator that ignores profiles: the scores, ranks and top columns of a user without history."""
 
@@ -66,11 +71,30 @@ class Stage1:
     def _ranked(self, masked: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rank of every item, 1 = best; the top ``per_generator`` columns; whether each of those is finite)."""
         n_items = masked.shape[1]
+        depth = self.rank_depth
+        if depth is not None and max(depth, self.per_generator) < n_items and len(masked):
+            return self._ranked_top(masked, max(depth, self.per_generator))
         order = np.argsort(-masked, axis=1, kind="stable")
         rank = np.empty_like(order)
         np.put_along_axis(rank, order, np.arange(1, n_items + 1)[None, :], axis=1)
         top = order[:, :min(self.per_generator, n_items)]
         return rank.astype(np.float32), top, np.isfinite(np.take_along_axis(masked, top, axis=1))
+
+    def _ranked_top(self, masked: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_ranked` with exact ranks for the top ``depth`` (ties by lower column, as the stable sort) and
+        ``depth + 1`` for the rest, in O(items) per user."""
+        neg = -masked
+        kth = np.partition(neg, depth - 1, axis=1)[:, depth - 1:depth]
+        better, tied = neg < kth, neg == kth
+        room = depth - better.sum(axis=1, keepdims=True)
+        chosen = better | (tied & (np.cumsum(tied, axis=1) <= room))
+        cols = np.nonzero(chosen)[1].reshape(len(masked), depth)  # row-major: each row's columns ascending
+        order = np.take_along_axis(cols, np.argsort(np.take_along_axis(neg, cols, axis=1), axis=1, kind="stable"),
+                                   axis=1)
+        rank = np.full(masked.shape, depth + 1, dtype=np.float32)
+        np.put_along_axis(rank, order, np.arange(1, depth + 1, dtype=np.float32)[None, :], axis=1)
+        top = order[:, :self.per_generator]
+        return rank, top, np.isfinite(np.take_along_axis(masked, top, axis=1))
 
     def _cold_rows(self, name: str, gen: CandidateGenerator) -> tuple[np.ndarray, ...]:
         if name not in self._cold:  # computed once per fitted generator (a race only computes it twice)
@@ -112,8 +136,10 @@ class Stage1:
 
     def save(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
-        (path / "stage1.json").write_text(json.dumps({"per_generator": self.per_generator,
-                                                      "generators": list(self.generators)}))
+        meta: dict[str, Any] = {"per_generator": self.per_generator, "generators": list(self.generators)}
+        if self.rank_depth is not None:  # bundles without it keep their exact files
+            meta["rank_depth"] = self.rank_depth
+        (path / "stage1.json").write_text(json.dumps(meta))
         for name, gen in self.generators.items():
             gen.save(path / name)
 
@@ -121,7 +147,7 @@ class Stage1:
     def load(cls, path: Path) -> Stage1:
         meta = json.loads((path / "stage1.json").read_text())
         gens = {name: CandidateGenerator.load(path / name) for name in meta["generators"]}
-        return cls(gens, meta["per_generator"])
+        return cls(gens, meta["per_generator"], meta.get("rank_depth"))
 
 
 def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -102,7 +102,7 @@ def fit_window(window: LabelWindow, items: pd.DataFrame, users: pd.DataFrame, cf
     """Fit stage 1 + features on the window's history (its users' candidates: :meth:`FittedWindow.batches`)."""
     data = InteractionData(window.history, items, users, window.now)
     t0 = time.perf_counter()
-    stage1 = Stage1(make_generators(cfg), cfg.per_generator).fit(data)
+    stage1 = Stage1(make_generators(cfg), cfg.per_generator, cfg.rank_depth).fit(data)
     t1 = time.perf_counter()
     features = FeatureBuilder().fit(data)
     seconds = {"generators_fit": t1 - t0, "features_fit": time.perf_counter() - t1}

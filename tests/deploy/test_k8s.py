@@ -722,6 +722,25 @@ def test_checkov_reports_no_failed_check_and_every_skip_has_a_reason(tool: Calla
             assert len(reason.strip()) > 20, f"{path}: {check_id} has no reason"
 
 
+# -- Dask ----------------------------------------------------------------------------------------------------------
+def test_dask_values_run_the_pipeline_image_with_one_thread_workers() -> None:
+    """The Dask Helm chart's values (k8s/dask/values.yaml): scheduler and workers on the image the training client
+    runs (same dask, distributed, lightgbm), one thread per worker, no notebook, and the address the docs give."""
+    v = yaml.safe_load((K8S / "dask" / "values.yaml").read_text())
+    production = yaml.safe_load((K8S / "overlays" / "production" / "kustomization.yaml").read_text())
+    pipeline = next(i["newName"] for i in production["images"] if i["name"] == "recsys-pipeline")
+    assert v["scheduler"]["image"]["repository"] == v["worker"]["image"]["repository"] == pipeline
+    assert v["worker"]["threads_per_worker"] == 1 and v["worker"]["replicas"] >= 2
+    assert v["jupyter"]["enabled"] is False and v["scheduler"]["serviceType"] == "ClusterIP"
+    for part in ("scheduler", "worker"):
+        env = {e["name"]: e["value"] for e in v[part]["env"]}
+        assert env["OPENBLAS_NUM_THREADS"] == "1" and env["OMP_WAIT_POLICY"] == "PASSIVE"
+        assert v[part]["resources"]["limits"]["memory"]
+    address = f"tcp://recsys-dask-scheduler.recsys:{v['scheduler']['servicePort']}"
+    assert address in (K8S / "dask" / "values.yaml").read_text()
+    assert address in (REPO / "docs" / "scaling.md").read_text()
+
+
 # -- Airflow -------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def airflow_values() -> dict[str, Any]:

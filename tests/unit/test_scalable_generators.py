@@ -87,3 +87,28 @@ def test_the_scaling_keys_choose_the_generators_and_stay_out_of_the_dump_at_defa
     assert gens["als"].get_params()["factors"] == 32 and gens["ease"].get_params()["max_items"] == 5_000
     assert scaled.model_dump()["als_factors"] == 32
     assert CandidateConfig.model_validate(scaled.model_dump()) == scaled
+
+
+@pytest.mark.parametrize("depth", [10, 25, 59])
+def test_bounded_ranks_are_the_exact_ones_in_the_top_and_capped_below(depth: int) -> None:
+    from recsys.features.builder import Stage1
+
+    rng = np.random.default_rng(depth)
+    scores = np.round(rng.normal(size=(40, 60)), 1)  # many ties
+    scores[rng.random(scores.shape) < 0.1] = -np.inf  # seen items
+    scores[0] = 0.0  # a row of ties only
+    exact_rank, exact_top, exact_finite = Stage1({}, per_generator=10)._ranked(scores)
+    rank, top, finite = Stage1({}, per_generator=10, rank_depth=depth)._ranked(scores)
+    np.testing.assert_array_equal(top, exact_top)
+    np.testing.assert_array_equal(finite, exact_finite)
+    np.testing.assert_array_equal(rank, np.minimum(exact_rank, depth + 1))
+
+
+def test_the_two_item_knn_generators_share_one_similarity_per_data_set() -> None:
+    from recsys.candidates import ItemKNN, RecentItemKNN
+
+    data = planted()
+    knn, recent = ItemKNN(10, 2.0).fit(data), RecentItemKNN(10, 2.0, recent_items=3).fit(data)
+    assert recent.sim_ is knn.sim_  # computed once
+    assert ItemKNN(5, 2.0).fit(data).sim_ is not knn.sim_  # other parameters, another matrix
+    assert ItemKNN(10, 2.0).fit(planted(seed=1)).sim_ is not knn.sim_  # other data, another matrix
