@@ -1,6 +1,7 @@
 """The ranker on a Dask cluster, through LightGBM's own Dask integration (``lightgbm.dask.DaskLGBMRanker``).
 
-``ranker.engine: dask`` trains here: on a ``distributed.LocalCluster`` of ``ranker.dask_workers`` one-thread worker
+``ranker.engine: dask`` builds the label windows' query frames here, one window per task (the data sent to every
+worker once), and trains here: on a ``distributed.LocalCluster`` of ``ranker.dask_workers`` one-thread worker
 processes, or on the scheduler at ``ranker.dask_address`` (a real cluster, e.g. the Dask Helm chart's). The query
 frame is cut into chunks of whole queries (a LambdaRank query must not straddle two workers), one per worker.
 
@@ -18,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 import lightgbm as lgb
 import numpy as np
 
-from recsys.config import RankerConfig
-from recsys.ranking.queries import QueryFrame
+from recsys.config import CandidateConfig, RankerConfig
+from recsys.data.load import MovieLens
+from recsys.data.replay import ReplayClock
+from recsys.ranking.queries import QueryFrame, window_frame
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -68,6 +71,19 @@ def dask_client(cfg: RankerConfig) -> Iterator[Client]:
     with LocalCluster(n_workers=cfg.dask_workers, threads_per_worker=1, processes=True, dashboard_address=None,
                       silence_logs=40) as cluster, Client(cluster) as client:
         yield client
+
+
+def build_windows(cfg: RankerConfig, ml: MovieLens, clock: ReplayClock, starts: list[int], horizon: int,
+                  candidates: CandidateConfig, graded: bool) -> dict[int, tuple[QueryFrame, dict[str, float]]]:
+    """The label windows' query frames built on the cluster, one window per task (``window_frame``: stage 1, the
+    features, the candidates in batches), the data sent to every worker once; keyed by start week."""
+    if not starts:
+        return {}
+    with dask_client(cfg) as client:
+        data = client.scatter(ml, broadcast=True)
+        futures = [client.submit(window_frame, data, clock, start, horizon, candidates, graded, pure=False)
+                   for start in starts]
+        return dict(zip(starts, client.gather(futures), strict=True))
 
 
 def _as_dask(q: QueryFrame, n_chunks: int) -> tuple[Any, Any, Any]:

@@ -22,8 +22,10 @@ from recsys.candidates import (
     RecentPopularity,
 )
 from recsys.config import CandidateConfig
+from recsys.data.load import MovieLens
 from recsys.data.matrix import InteractionData
-from recsys.data.split import LabelWindow
+from recsys.data.replay import ReplayClock
+from recsys.data.split import LabelWindow, temporal_window
 from recsys.features.builder import CandidateBatch, FeatureBuilder, Stage1
 
 
@@ -108,6 +110,15 @@ def fit_window(window: LabelWindow, items: pd.DataFrame, users: pd.DataFrame, cf
     seconds = {"generators_fit": t1 - t0, "features_fit": time.perf_counter() - t1}
     ids = window.users if user_ids is None else user_ids
     return FittedWindow(data, stage1, features, window, np.asarray(ids, dtype=np.int64), users, seconds)
+
+
+def window_frame(ml: MovieLens, clock: ReplayClock, start: int, horizon: int, cfg: CandidateConfig,
+                 graded: bool) -> tuple[QueryFrame, dict[str, float]]:
+    """The ranker queries of the label window ``[start, start + horizon)`` and the seconds of each step: what a
+    training builds per window, locally or on a Dask worker (a top-level function, so a worker can run it)."""
+    fitted = fit_window(temporal_window(ml.interactions, clock, start, horizon), ml.items, ml.users, cfg)
+    frame = window_queries(fitted, graded)
+    return frame, dict(fitted.seconds)
 
 
 def labels_for(batch: CandidateBatch, positives: pd.DataFrame, graded: bool) -> np.ndarray:

@@ -32,7 +32,7 @@ from recsys.ranking.queries import (
     fit_window,
     make_generators,
     profiles_for,
-    window_queries,
+    window_frame,
 )
 from recsys.ranking.ranker import feature_importance, train_ranker
 from recsys.ranking.recommender import Recommender
@@ -140,16 +140,29 @@ def train_recommender(ml: MovieLens, clock: ReplayClock, as_of_week: int, cfg: T
     key = cand_cfg.model_dump_json()
     seconds: dict[str, float] = {"tuning": time.perf_counter() - t0}
 
-    def queries(start: int) -> QueryFrame:
-        window = temporal_window(ml.interactions, clock, start, h)
-        fitted = fit_window(window, ml.items, ml.users, cand_cfg)
-        frame = window_queries(fitted, cfg.ranker.graded_labels)
-        for step, value in fitted.seconds.items():
+    def add(steps: dict[str, float]) -> None:
+        for step, value in steps.items():
             seconds[step] = seconds.get(step, 0.0) + value
+
+    def queries(start: int) -> QueryFrame:
+        frame, steps = window_frame(ml, clock, start, h, cand_cfg, cfg.ranker.graded_labels)
+        add(steps)
         return frame
 
     def cached(start: int) -> QueryFrame:
         return cache.get((start, key), lambda: queries(start))
+
+    if cfg.ranker.engine == "dask":  # every label window at once, one per Dask worker (steps: summed over them)
+        from recsys.ranking.distributed import build_windows
+
+        recent = list(range(starts[0] + 1, as_of_week - h + 1)) if cfg.ranker.refit else []
+        needed = [s for s in dict.fromkeys([*starts, as_of_week - h, *recent]) if (s, key) not in cache.frames]
+        t_windows = time.perf_counter()
+        for start, (frame, steps) in build_windows(cfg.ranker, ml, clock, needed, h, cand_cfg,
+                                                   cfg.ranker.graded_labels).items():
+            cache.frames[(start, key)] = frame
+            add(steps)
+        seconds["windows_wall"] = time.perf_counter() - t_windows
 
     train_q = QueryFrame.concat([cached(s) for s in progress(starts)])
     valid_q = cached(as_of_week - h)
@@ -158,8 +171,7 @@ def train_recommender(ml: MovieLens, clock: ReplayClock, as_of_week: int, cfg: T
     seconds["ranker"] = time.perf_counter() - t_fit
     best_iteration = booster.num_trees()
     if cfg.ranker.refit:
-        recent = range(starts[0] + 1, as_of_week - h + 1)
-        refit_q = QueryFrame.concat([train_q] + [cached(s) for s in recent])
+        refit_q = QueryFrame.concat([train_q] + [cached(s) for s in range(starts[0] + 1, as_of_week - h + 1)])
         t_refit = time.perf_counter()
         booster = train_ranker(refit_q, None, cfg.ranker.model_copy(update={"n_estimators": best_iteration}))
         seconds["ranker"] += time.perf_counter() - t_refit
