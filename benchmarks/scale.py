@@ -73,8 +73,11 @@ def run_stage(args: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]
     sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"`recsys {' '.join(args)}` failed ({proc.returncode}): {err.strip()[-2000:]}")
-    return {"seconds": round(time.perf_counter() - t0, 2), "peak_mb": round(peak[0] / 2**20, 1),
-            "result": json.loads(out)}
+    try:
+        result = json.loads(out)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"`recsys {' '.join(args)} --json` printed more than its JSON result: {out[:500]!r}") from exc
+    return {"seconds": round(time.perf_counter() - t0, 2), "peak_mb": round(peak[0] / 2**20, 1), "result": result}
 
 
 def train_config(config: Path, overrides: dict[str, Any], out: Path) -> Path:
@@ -135,6 +138,13 @@ def growth(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     return out
 
 
+def write(path: Path, config: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    doc = {"config": str(config), "cores": os.cpu_count(), "sizes": rows, "growth": growth(rows)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2))
+    return doc
+
+
 def render(doc: dict[str, Any]) -> None:
     console = Console(width=200)
     rows = doc["sizes"]
@@ -182,6 +192,7 @@ def main() -> None:
             if i == len(sizes) - 1:
                 engines += [{"engine": "dask", "dask_workers": w} for w in workers]
             rows.append(one_size(n, work, args.config.resolve(), engines))
+            write(args.json, args.config, rows)  # what is measured so far survives a later failure
             print(f"{n:,}: " + ", ".join(f"{s} {rows[-1]['stages'][s]['seconds']:.0f} s" for s in STAGES),
                   flush=True)
             if not args.keep:
@@ -189,10 +200,7 @@ def main() -> None:
     finally:
         if not args.keep and args.work is None:
             shutil.rmtree(work, ignore_errors=True)
-    doc = {"config": str(args.config), "cores": os.cpu_count(), "sizes": rows, "growth": growth(rows)}
-    render(doc)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(doc, indent=2))
+    render(write(args.json, args.config, rows))
     print(f"wrote {args.json}")
 
 

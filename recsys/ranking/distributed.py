@@ -12,6 +12,7 @@ at the cost of the rounds after it. The local engine (``recsys.ranking.ranker``)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -70,7 +71,18 @@ def dask_client(cfg: RankerConfig) -> Iterator[Client]:
         return
     with LocalCluster(n_workers=cfg.dask_workers, threads_per_worker=1, processes=True, dashboard_address=None,
                       silence_logs=40) as cluster, Client(cluster) as client:
+        # the workers inherit this process's stdout, and LightGBM's network set-up prints there whatever the
+        # verbosity: keep stdout for the command's own output (a `--json` result)
+        client.run(_stdout_to_stderr)
         yield client
+
+
+def _stdout_to_stderr() -> None:
+    import os
+    import sys
+
+    sys.stdout.flush()
+    os.dup2(2, 1)
 
 
 def build_windows(cfg: RankerConfig, ml: MovieLens, clock: ReplayClock, starts: list[int], horizon: int,
@@ -108,6 +120,7 @@ def train_ranker_dask(train: QueryFrame, valid: QueryFrame | None, cfg: RankerCo
     """Fit LambdaRank on the cluster (see the module docstring); ``params`` are the local engine's ``lgb_params``."""
     from lightgbm.dask import DaskLGBMRanker
 
+    lgb.register_logger(logging.getLogger("lightgbm"))  # its Dask module's messages: logging, not print
     with dask_client(cfg) as client:
         n_workers = max(len(client.scheduler_info()["workers"]), 1)
         x, y, group = _as_dask(train, n_workers)
