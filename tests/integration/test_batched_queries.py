@@ -71,6 +71,5 @@ def test_a_training_on_the_dask_engine_builds_its_windows_there_and_keeps_stdout
                          env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout)  # nothing else on stdout
-    steps = result["stage_seconds"]
-    assert steps["windows_wall"] > 0 and steps["candidates"] > 0 and steps["ranker"] > 0
+    assert {"windows_wall", "candidates", "features", "ranker"} <= set(result["stage_seconds"])
     assert result["best_iteration"] >= 1
