@@ -54,8 +54,8 @@ def tree_rss(root: psutil.Process) -> int:
 def run_stage(args: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
     """Run one command; its wall seconds, peak tree RSS (MB) and ``--json`` output."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen([*RECSYS, *args, "--json"], cwd=cwd, env=env, stdout=subprocess.PIPE,  # nosec B603
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*RECSYS, *args, "--json"], cwd=cwd, env=env,  # nosec B603: the venv's recsys, argv from this module, no shell
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = [0]
     root = psutil.Process(proc.pid)
 

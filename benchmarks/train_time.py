@@ -30,7 +30,8 @@ LAUNCH = ("import sys, recsys; from recsys.cli import app; "
 
 
 def git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()  # nosec B603 B607
+    return subprocess.run(["git", *args], cwd=ROOT, check=True,  # nosec B603, B607: git on PATH, argv from this module, no shell
+                          capture_output=True, text=True).stdout.strip()
 
 
 def train_once(code: Path, week: int, work: Path) -> dict[str, Any]:
@@ -38,7 +39,7 @@ def train_once(code: Path, week: int, work: Path) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(code), "RECSYS_DATA_DIR": str(ROOT / "data"), "RECSYS_VAR_DIR": str(var),
            "RECSYS_PARAMS_FILE": str(code / "params.yaml"), "RECSYS_TRAINING_SOURCE": "raw"}
     t0 = time.perf_counter()
-    out = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c", LAUNCH, "train",  # nosec B603
+    out = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c", LAUNCH, "train",  # nosec B603: the venv's python, argv from this module, no shell
                           "--as-of-week", str(week), "--out", str(var / "model"), "--json"],
                          cwd=code, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - t0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -65,8 +66,13 @@ def test_a_dag_s_tasks_run_on_a_real_celery_worker(tmp_path: Path, raw_data_dir:
         from sqlalchemy import create_engine, text
 
         engine = create_engine(postgres_db)
-        with engine.connect() as conn:
-            statuses = [row[0] for row in conn.execute(text("SELECT status FROM celery_taskmeta"))]
+        deadline = time.monotonic() + 60
+        while True:  # the worker records a task's end in the result backend just after Airflow sees it succeed
+            with engine.connect() as conn:
+                statuses = [row[0] for row in conn.execute(text("SELECT status FROM celery_taskmeta"))]
+            if statuses.count("SUCCESS") >= len(ran) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         engine.dispose()
         assert statuses.count("SUCCESS") >= len(ran), statuses
     assert (tmp_path / "data" / "store" / "week=03").is_dir()
