@@ -23,6 +23,7 @@ from recsys.data.load import MovieLens
 from recsys.data.replay import ReplayClock
 from recsys.data.split import LabelWindow, recbole_windows, temporal_window
 from recsys.evaluation.bootstrap import paired_bootstrap
+from recsys.features.builder import BATCH_CELLS
 from recsys.metrics import (
     average_recommendation_popularity,
     catalog_coverage,
@@ -90,12 +91,18 @@ def head_items(history: pd.DataFrame, head_share: float = 0.2) -> set[int]:
     return set(counts.index[: int(np.ceil(head_share * len(counts)))].astype(int))
 
 
-def evaluate_window(rec: Recommender, window: LabelWindow, users: pd.DataFrame, cut: int) -> tuple[pd.DataFrame, dict]:
-    """Score the ranker and every generator of its stage 1 on one test window."""
+def evaluate_window(rec: Recommender, window: LabelWindow, users: pd.DataFrame, cut: int,
+                    max_cells: int = BATCH_CELLS) -> tuple[pd.DataFrame, dict]:
+    """Score the ranker and every generator of its stage 1 on one test window (users in bounded batches)."""
     ids = window.users
-    exclude = [window.exclude.get(int(u), np.empty(0, np.int64)).tolist() for u in ids] if window.exclude else None
-    batch = rec.candidate_batch(ids, profiles_for(users, ids), exclude)
-    dense = {RANKER: rec.score_batch(batch), **batch.scores}
+    top: dict[str, dict[int, Any]] = {}  # model -> user -> its top K item ids
+    for chunk in rec.user_batches(ids, max_cells):  # bounded memory: the scores are dense users x items per model
+        exclude = ([window.exclude.get(int(u), np.empty(0, np.int64)).tolist() for u in chunk] if window.exclude
+                   else None)
+        batch = rec.candidate_batch(chunk, profiles_for(users, chunk), exclude)
+        for model, scores in {RANKER: rec.score_batch(batch), **batch.scores}.items():
+            top.setdefault(model, {}).update(
+                {int(u): batch.item_ids[c] for u, c in zip(chunk, top_k(scores, K), strict=True)})
     truth = window.truth()
     cold = window.cold_mask(ids)
     head = head_items(window.history)
@@ -104,8 +111,7 @@ def evaluate_window(rec: Recommender, window: LabelWindow, users: pd.DataFrame, 
     n_hist_users = window.history[S.USER].nunique()
     activity = window.history[S.USER].value_counts()
     rows, lists = [], {}
-    for model, scores in dense.items():
-        recs = {int(u): batch.item_ids[c] for u, c in zip(ids, top_k(scores, K), strict=True)}
+    for model, recs in top.items():
         lists[model] = list(recs.values())
         for slice_, tr in (("main", truth), ("long_tail", tail_truth)):
             if not tr:

@@ -24,6 +24,18 @@ from recsys.data.matrix import InteractionData
 from recsys.profiles import ProfileBlock
 
 DAY = 86400.0
+BATCH_CELLS = 2**22
+"""Users x items cells of one candidate batch in an offline pass (label windows, evaluation, the drift reference):
+each generator scores, masks and ranks a dense batch, so memory is about 7 generators x 20 bytes x this (560 MB),
+whatever the number of users."""
+
+
+def user_chunks(user_ids: np.ndarray, n_items: int, max_cells: int = BATCH_CELLS) -> list[np.ndarray]:
+    """``user_ids`` cut into batches of at most ``max_cells`` users x ``n_items`` cells (one, possibly empty, for a
+    small catalog)."""
+    ids = np.asarray(user_ids, dtype=np.int64)
+    size = max(1, max_cells // max(n_items, 1))
+    return [ids[lo:lo + size] for lo in range(0, max(len(ids), 1), size)]
 PERSONAL_SCORES = ("ease", "item_knn", "recent_item_knn", "als")
 
 

@@ -68,7 +68,13 @@ def served_rows(rec: Recommender, requests: pd.DataFrame, users: pd.DataFrame, c
 
 
 def _answers(rec: Recommender, keys: pd.DataFrame, profiles: pd.DataFrame, n: int) -> pd.DataFrame:
-    """The top ``n`` of each (user, cold) key with the feature rows of those items."""
+    """The top ``n`` of each (user, cold) key with the feature rows of those items, in bounded batches of keys."""
+    chunks = rec.user_batches(np.arange(len(keys)))
+    frames = [_answers_of(rec, keys.iloc[c], profiles.iloc[c], n) for c in chunks]
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def _answers_of(rec: Recommender, keys: pd.DataFrame, profiles: pd.DataFrame, n: int) -> pd.DataFrame:
     from recsys.candidates.base import top_k
     from recsys.profiles import ProfileBlock
 

@@ -26,7 +26,7 @@ from recsys.data.load import MovieLens
 from recsys.data.matrix import InteractionData
 from recsys.data.replay import ReplayClock
 from recsys.data.split import LabelWindow, temporal_window
-from recsys.features.builder import CandidateBatch, FeatureBuilder, Stage1
+from recsys.features.builder import BATCH_CELLS, CandidateBatch, FeatureBuilder, Stage1, user_chunks
 
 
 def make_generators(cfg: CandidateConfig) -> dict[str, CandidateGenerator]:
@@ -70,11 +70,6 @@ class QueryFrame:
         )
 
 
-BATCH_CELLS = 2**22
-"""Users x items cells of one candidate batch: each generator scores, masks and ranks a dense batch, so memory is
-about 7 generators x 20 bytes x this (560 MB), whatever the window's size."""
-
-
 @dataclass
 class FittedWindow:
     """Stage 1 and the feature builder fitted on a window's history; its users' candidates come in batches."""
@@ -91,9 +86,7 @@ class FittedWindow:
 
     def batches(self, max_cells: int = BATCH_CELLS) -> Iterator[CandidateBatch]:
         """Candidates of the window's users, a bounded batch at a time (one, possibly empty, for a small window)."""
-        size = max(1, max_cells // max(self.data.n_items, 1))
-        for lo in range(0, max(len(self.user_ids), 1), size):
-            ids = self.user_ids[lo:lo + size]
+        for ids in user_chunks(self.user_ids, self.data.n_items, max_cells):
             exclude = ([self.window.exclude.get(int(u), np.empty(0, np.int64)).tolist() for u in ids]
                        if self.window.exclude else None)
             yield self.stage1.candidates(ids, profiles_for(self.users, ids), exclude)

@@ -28,7 +28,7 @@ import pandas as pd
 from recsys import schema as S
 from recsys.artifacts import save_npz
 from recsys.candidates.base import top_k
-from recsys.features.builder import CandidateBatch, FeatureBuilder, Stage1
+from recsys.features.builder import BATCH_CELLS, CandidateBatch, FeatureBuilder, Stage1, user_chunks
 from recsys.profiles import ProfileBlock
 from recsys.ranking.ranker import compile_trees, predict
 from recsys.schema import K
@@ -125,6 +125,10 @@ class Recommender:
             # a request's profile fills in what the stored sign-up profile lacks
             known = known.fill_missing(ProfileBlock.of(profiles, len(ids)))
         return self.stage1.candidates(ids, known, exclude)
+
+    def user_batches(self, user_ids: np.ndarray, max_cells: int = BATCH_CELLS) -> list[np.ndarray]:
+        """``user_ids`` in batches an offline pass over many users scores at a time (:func:`user_chunks`)."""
+        return user_chunks(user_ids, len(next(iter(self.stage1.generators.values())).item_ids_), max_cells)
 
     def score_batch(self, batch: CandidateBatch) -> np.ndarray:
         """Dense (users, catalog) ranker scores; non-candidates are -inf."""

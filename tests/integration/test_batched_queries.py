@@ -73,3 +73,27 @@ def test_a_training_on_the_dask_engine_builds_its_windows_there_and_keeps_stdout
     result = json.loads(out.stdout)  # nothing else on stdout
     assert {"windows_wall", "candidates", "features", "ranker"} <= set(result["stage_seconds"])
     assert result["best_iteration"] >= 1
+
+
+def test_the_evaluation_and_the_drift_reference_do_not_depend_on_the_batch_size(small_model, monkeypatch) -> None:
+    import pandas as pd
+
+    from recsys.evaluation.protocols import evaluate_window
+    from recsys.monitoring import reference
+    from recsys.ranking.recommender import Recommender
+
+    ml, clock, rec = small_model.ml, small_model.clock, small_model.result.recommender
+    window = temporal_window(ml.interactions, clock, small_model.as_of, small_model.horizon)
+    n_items = len(next(iter(rec.stage1.generators.values())).item_ids_)
+    whole, whole_lists = evaluate_window(rec, window, ml.users, cut=20)
+    batched, batched_lists = evaluate_window(rec, window, ml.users, cut=20, max_cells=n_items * 29)
+    assert len(rec.user_batches(window.users, n_items * 29)) > 3
+    pd.testing.assert_frame_equal(batched, whole)
+    assert [list(map(list, v)) for v in batched_lists["lists"].values()] == \
+        [list(map(list, v)) for v in whole_lists["lists"].values()]
+
+    start, end = clock.start(20), clock.start(21)
+    one = reference.build_reference(rec, ml.interactions, ml.users, start, end)
+    original = Recommender.user_batches
+    monkeypatch.setattr(Recommender, "user_batches", lambda self, ids, max_cells=0: original(self, ids, n_items * 7))
+    pd.testing.assert_frame_equal(reference.build_reference(rec, ml.interactions, ml.users, start, end), one)
