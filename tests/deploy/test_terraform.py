@@ -1,8 +1,8 @@
 """terraform/: formatting, parsing, module wiring, checkov and the secure defaults, all offline.
 
 `terraform validate` needs the AWS provider and the registry modules, which `terraform init` downloads: it runs when
-the registry is reachable and otherwise skips saying so. Everything else reads the files: python-hcl2 (only in the
-checks venv, so it runs in a subprocess of `.venv-tools/bin/python`) and checkov.
+the registry is reachable and otherwise skips saying so. Everything else reads the files: hcl2 (checkov's
+bc-python-hcl2, only in the checks venv, so it runs in a subprocess of `.venv-tools/bin/python`) and checkov.
 """
 
 from __future__ import annotations
