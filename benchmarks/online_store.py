@@ -96,7 +96,6 @@ def in_redis(table: RankedUsers, url: str, rng: np.random.Generator) -> dict[str
                 "bytes_per_user": round(added / len(table.users)), **percentiles_us(samples)}
     finally:
         store.drop("v1")
-        client.delete(f"{store.prefix}:current")
         client.close()
 
 

@@ -28,6 +28,7 @@ import signal
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7, help="seed of the request mix (default 7)")
     parser.add_argument("--bento-env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the Bento(s) (e.g. RECSYS_MAX_CONCURRENCY=64); repeatable")
+    parser.add_argument("--answers-url", default=None, metavar="REDIS_URL",
+                        help="also run the Bento with its known users' answers in this Redis (RECSYS_ANSWERS_URL, "
+                             "a key prefix of its own, deleted after), beside the one answering from memory")
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy the servers' logs into this folder")
     parser.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True,
                         help="also run the floor, benchmarks/floor_service.py (default on; --no-floor skips it)")
@@ -91,6 +95,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("wrk is not installed (apt-get install wrk)")
     if args.profile and py_spy() is None:
         parser.error("--profile needs py-spy (pip install py-spy into the environment)")
+    args.answers_prefix = f"bench-serving-{uuid.uuid4().hex[:8]}"
     if args.bundle is not None and args.baseline is None:
         parser.error("--bundle goes with --baseline (mlflow models serve needs a registered version)")
     if args.baseline is not None and args.json == parser.get_default("json"):
@@ -134,9 +139,21 @@ def start(name: str, args: argparse.Namespace, tmp: Path, bundle: Path, version:
     if name == "bento":
         env = systems.bundle_env(bundle, tmp / "compiled", extra)
         return systems.start_bento(tmp / "bento-var", args.workers, env)
+    if name == "bento-redis":
+        env = systems.bundle_env(bundle, tmp / "compiled", {**extra, "RECSYS_ANSWERS_URL": args.answers_url,
+                                                             "RECSYS_ANSWERS_PREFIX": args.answers_prefix})
+        return systems.start_bento(tmp / "bento-redis-var", args.workers, env, name=name)
     if name == "floor":
         return systems.start_floor(tmp, args.workers, extra, answer if answer.exists() else None, args.floor_sync)
     return systems.start_mlflow_serve(tmp, args.model, version, args.tracking_uri, args.workers)
+
+
+def drop_answers(url: str, prefix: str) -> int:
+    """Delete the benchmark's keys from the online store."""
+    from recsys.serving.online_store import RedisAnswers
+
+    store = RedisAnswers.connect(url, prefix, timeout=10)
+    return store.drop("*")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -152,17 +169,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             systems.precompile(bundle, tmp / "compiled")
         bodies = {f: write_bodies(mix, f, tmp / f"{f}-bodies.jsonl") for f in set(systems.BODY_FORMAT.values())}
         answer = tmp / "floor-answer.json"
-        for name in (n for n in SERVERS if args.floor or n != "floor"):
+        wanted = [n for n in SERVERS if (args.floor or n != "floor") and (args.answers_url or n != "bento-redis")]
+        for name in wanted:
             err.print(f"{name}: starting …")
             server = start(name, args, tmp, bundle, version, answer)
             with running(server):
                 results[name] = measure(server, args, bodies[systems.BODY_FORMAT[name]], mix, parity_mix,
                                         answer if name == "bento" else None)
+            if name == "bento-redis":
+                drop_answers(args.answers_url, args.answers_prefix)
             if args.keep_logs:
                 args.keep_logs.mkdir(parents=True, exist_ok=True)
                 shutil.copy(server.log, args.keep_logs / server.log.name)
     a, b = results["bento"].pop("parity"), results["mlflow"].pop("parity")
     results.get("floor", {}).pop("parity", None)
+    in_redis = results.get("bento-redis", {}).pop("parity", None)
     pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
     return {
         "benchmark": "serving", "model": args.model, "version": version, "tracking_uri": args.tracking_uri,
@@ -171,7 +192,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "ratios_bento_over_mlflow": level_ratios(results["bento"]["levels"], results["mlflow"]["levels"]),
         "ratios_bento_over_floor": level_ratios(results["bento"]["levels"], results["floor"]["levels"])
         if args.floor else None,
+        "ratios_redis_over_bento": level_ratios(results["bento-redis"]["levels"], results["bento"]["levels"])
+        if "bento-redis" in results else None,
         "parity": {"requests": len(a), "compared": len(pairs), "identical": sum(x == y for x, y in pairs)},
+        "parity_redis": None if in_redis is None else {
+            "requests": len(a), "identical": sum(x == y for x, y in zip(a, in_redis, strict=True))},
         "wall_s": time.time() - t_start, "machine": info,
     }
 

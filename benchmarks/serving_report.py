@@ -11,8 +11,8 @@ from rich.table import Table
 from benchmarks.harness.report import fmt, out, ratio
 from benchmarks.pyspy_profile import print_profile
 
-SERVERS = ("bento", "floor", "mlflow")
-"""Run in this order, one at a time."""
+SERVERS = ("bento", "bento-redis", "floor", "mlflow")
+"""Run in this order, one at a time (``bento-redis`` only with ``--answers-url``)."""
 
 
 def level_ratios(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -103,6 +103,16 @@ def print_report(report: dict[str, Any]) -> None:
     if any(b["status_429"] for b in report["servers"]["bento"]["levels"]):
         out.print("* the Bento shed load with 429 (traffic max_concurrency is per service, split across the workers);"
                   " its p95 there includes the fast 429 answers, and closed-loop wrk resends at once")
+    redis = report.get("ratios_redis_over_bento")
+    if redis:
+        answers = Table("conns", "2xx/s redis/memory", "p95 redis/memory", "CPU/2xx redis/memory",
+                        title="the Bento with its known users' answers in Redis / in memory (RECSYS_ANSWERS_URL)")
+        for r in redis:
+            answers.add_row(str(r["connections"]), fmt(r["ok_rps"]), fmt(r["p95"]), fmt(r["cpu_per_2xx"]))
+        out.print(answers)
+        same = report["parity_redis"]
+        out.print(f"same top-10 from the Bento answering from Redis and from memory: {same['identical']}/"
+                  f"{same['requests']} requests")
     p = report["parity"]
     b, m = report["servers"]["bento"], report["servers"]["mlflow"]
     out.print(f"same top-10 from bento and mlflow: {p['identical']}/{p['compared']} requests; "

@@ -24,7 +24,7 @@ from recsys.runtime import child_env
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = Path(__file__).resolve().parent
-BODY_FORMAT = {"bento": "bento", "floor": "bento", "mlflow": "mlflow"}
+BODY_FORMAT = {"bento": "bento", "bento-redis": "bento", "floor": "bento", "mlflow": "mlflow"}
 """Kind of server -> the request body format it takes (see benchmarks.mix)."""
 
 

@@ -67,6 +67,7 @@ from recsys.serving.http import (
     openapi_document,
 )
 from recsys.serving.models import LoadedModel, ModelManager, SwapStats
+from recsys.serving.online_store import RedisAnswers
 from recsys.serving.options import bento_options
 from recsys.serving.router import Experiment, Router
 from recsys.serving.runtime import NotReadyError, Observer, ServingRuntime
@@ -192,8 +193,10 @@ class RecommenderService:
         cfg = SETTINGS
         self.admin_token = cfg.admin_token.get_secret_value() if cfg.admin_token else None
         tracking_uri = cfg.tracking_uri or None
+        answers = None if cfg.answers_url is None else RedisAnswers.connect(cfg.answers_url, cfg.answers_prefix,
+                                                                            cfg.answers_timeout)
         self.manager = ModelManager(cfg.model_name, tracking_uri, compile_trees=cfg.compile_trees,
-                                    compiled_dir=cfg.compiled_path)
+                                    compiled_dir=cfg.compiled_path, answers=answers)
         self.sync_metrics = _MetricsSync(self.manager, on_swap_failed=self._swap_failed)
         self.assignments = AssignmentLog(cfg.assignment_path, on_drop=LOG_DROPPED.labels("assignments").inc)
         self.traffic = None if cfg.traffic_rate == 0 else TrafficLog(

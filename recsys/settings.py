@@ -218,6 +218,13 @@ class ServingSettings(Settings):
     compiled_dir: Path | None = None
     """Cache of compiled trees, keyed by model text, lleaves/llvmlite versions and CPU (a hit loads in ~0.1 s
     instead of compiling for ~4 s); unset: ``<var_dir>/serving/compiled``."""
+    answers_url: str | None = None
+    """Redis URL of the online store of precomputed answers (``redis://host:6379/0``): known users' answers are
+    read from it instead of each worker's memory (docs/scaling.md); unset: in memory."""
+    answers_prefix: str = "recsys:answers"
+    """Key prefix of the online store (one per deployment sharing a Redis)."""
+    answers_timeout: float = Field(0.05, gt=0)
+    """Seconds a store lookup may take before the answer is ranked in full instead."""
     max_concurrency: int = Field(128, ge=1)
     """In-flight requests per service before 429 (BentoML splits it across the workers; read at import)."""
     timeout: float = Field(10.0, gt=0)
@@ -237,7 +244,7 @@ class ServingSettings(Settings):
                                validation_alias=AliasChoices("BENTOML_HOME"))
     """BentoML's home (built Bentos, models); kept outside the repository."""
 
-    @field_validator("experiment", "feedback_url", "bandit_url", mode="before")
+    @field_validator("experiment", "feedback_url", "bandit_url", "answers_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

@@ -33,6 +33,7 @@ import numpy as np
 from recsys.ranking.recommender import BundleError, Recommender
 from recsys.schema import CHALLENGER, CHAMPION
 from recsys.serving.cache import Answer, RankedCache
+from recsys.serving.online_store import RedisAnswers
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,8 @@ class LoadedModel:
                 "source": self.source, "loaded_at": self.loaded_at, "registered_at": self.registered_at,
                 "age_seconds": round(time.time() - self.loaded_at, 1), "features": len(self.recommender.feature_names),
                 "engine": self.recommender.engine,
-                "cached_users": None if self.cache is None else self.cache.users}
+                "cached_users": None if self.cache is None else self.cache.users,
+                "answers": None if self.cache is None else self.cache.source}
 
 
 @dataclass
@@ -147,8 +149,11 @@ class ModelManager:
 
     def __init__(self, name: str, tracking_uri: str | None, aliases: tuple[str, ...] = (CHAMPION, CHALLENGER),
                  cache_dir: Path | None = None, precompute: bool = True, freeze_heap: bool = True,
-                 compile_trees: bool = False, compiled_dir: Path | None = None) -> None:
+                 compile_trees: bool = False, compiled_dir: Path | None = None,
+                 answers: RedisAnswers | None = None) -> None:
         self.name = name
+        self.answers = answers
+        """The online store of precomputed answers (None: each model's answers in memory)."""
         self.precompute = precompute
         self.freeze_heap = freeze_heap
         self.compile_trees = compile_trees
@@ -221,7 +226,7 @@ class ModelManager:
         problems = validate(rec)
         if problems:
             raise BundleError(f"the bundle failed its smoke test: {'; '.join(problems[:3])}")
-        return RankedCache(rec) if self.precompute else None
+        return RankedCache(rec, store=self.answers) if self.precompute else None
 
     def load_bundle(self, path: Path, alias: str = CHAMPION, version: int | None = None) -> LoadedModel:
         """Load a bundle directory (e.g. baked into the Bento) for ``alias``; raises BundleError if it fails."""

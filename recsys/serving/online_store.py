@@ -3,15 +3,20 @@
 A bundle's :class:`~recsys.ranking.recommender.RankedUsers` (each known user's top items and scores, the same numbers
 the pod would serve from memory) is published under one key per user and model version,
 ``<prefix>:<version>:<user id>``, whose value packs the list length and candidate count (two int32), the item ids
-(int32) and the scores (float64, so a served score is still bit-equal to the offline one). Publishing writes a new
-version beside the old one and then moves ``<prefix>:current`` to it, so readers switch in one step (the hot swap)
-and a rollback is moving the pointer back; :meth:`RedisAnswers.drop` deletes a version no alias needs any more.
+(int32) and the scores (float64, so a served score is still bit-equal to the offline one). The version is the
+bundle's content (:func:`bundle_key`: its files' sha256s), so every pod serving a bundle reads the same keys
+whichever alias or registry version brought it, and a rollback to a bundle published before finds its answers
+waiting. Publishing
+writes ``<prefix>:<version>:ready`` (the number of users) after the last answer, so a reader never takes a
+half-written version for a complete one; :meth:`RedisAnswers.drop` deletes a version no alias needs any more.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, NamedTuple
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -34,6 +39,12 @@ def _raw(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode("latin-1")
 
 
+def bundle_key(manifest: Mapping[str, Any]) -> str:
+    """A bundle's version in the store: a digest of its manifest's file sha256s (the same bundle, the same key)."""
+    files = json.dumps(manifest.get("files", {}), sort_keys=True).encode()
+    return hashlib.sha256(files).hexdigest()[:16]
+
+
 def pack(items: np.ndarray, scores: np.ndarray, candidates: int) -> bytes:
     n = len(items)
     return (np.array([n, candidates], dtype=_HEADER).tobytes() + np.asarray(items, dtype="<i4").tobytes()
@@ -50,30 +61,41 @@ def unpack(blob: bytes) -> StoredAnswer:
 class RedisAnswers:
     """One model version's precomputed answers in Redis (see the module docstring)."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "recsys:answers") -> None:
+    def __init__(self, client: redis.Redis, prefix: str = "recsys:answers", writer: redis.Redis | None = None) -> None:
         self.client = client
         self.prefix = prefix
+        self.writer = writer or client
+        """The client :meth:`publish` writes with (a lookup's timeout would be too short for a pipelined batch)."""
+
+    @classmethod
+    def connect(cls, url: str, prefix: str = "recsys:answers", timeout: float = 0.05) -> RedisAnswers:
+        """A store at a Redis URL whose every command gives up after ``timeout`` seconds (connections open at the
+        first command)."""
+        import redis
+
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        return cls(client, prefix, writer=redis.Redis.from_url(url, socket_timeout=60, socket_connect_timeout=5))
 
     def key(self, version: str, user_id: int) -> str:
         return f"{self.prefix}:{version}:{user_id}"
 
-    def publish(self, table: RankedUsers, version: str, batch: int = 5_000, make_current: bool = True) -> int:
-        """Write every user's answer of ``table`` under ``version`` (pipelined), then point readers at it."""
+    def publish(self, table: RankedUsers, version: str, batch: int = 5_000) -> int:
+        """Write every user's answer of ``table`` under ``version`` (pipelined), then its ``ready`` marker."""
         written = 0
         for start in range(0, len(table.users), batch):
-            pipe = self.client.pipeline(transaction=False)
+            pipe = self.writer.pipeline(transaction=False)
             for row in range(start, min(start + batch, len(table.users))):
                 n = int(table.lengths[row])
                 pipe.set(self.key(version, int(table.users[row])),
                          pack(table.items[row, :n], table.scores[row, :n], int(table.candidates[row])))
             written += len(pipe.execute())
-        if make_current:
-            self.client.set(f"{self.prefix}:current", version)
+        self.writer.set(f"{self.prefix}:{version}:ready", written)
         return written
 
-    def current(self) -> str | None:
-        value = self.client.get(f"{self.prefix}:current")
-        return None if value is None else _raw(value).decode()
+    def published(self, version: str) -> int | None:
+        """How many users ``version`` holds, or None when it is not (completely) published."""
+        value = self.client.get(f"{self.prefix}:{version}:ready")
+        return None if value is None else int(_raw(value))
 
     def get(self, version: str, user_id: int, n: int | None = None) -> StoredAnswer | None:
         """A user's answer (its top ``n``), or None when the version holds none for it."""
@@ -88,13 +110,13 @@ class RedisAnswers:
         return [None if b is None else unpack(_raw(b)) for b in blobs]
 
     def drop(self, version: str, batch: int = 10_000) -> int:
-        """Delete a version's keys (SCAN, never KEYS); the number deleted."""
+        """Delete a version's keys (SCAN, never KEYS; ``"*"``: every version of the prefix); the number deleted."""
         deleted, keys = 0, []
-        for key in self.client.scan_iter(match=f"{self.prefix}:{version}:*", count=batch):
+        for key in self.writer.scan_iter(match=f"{self.prefix}:{version}:*", count=batch):
             keys.append(key)
             if len(keys) >= batch:
-                deleted += int(self.client.delete(*keys))
+                deleted += int(self.writer.delete(*keys))
                 keys = []
         if keys:
-            deleted += int(self.client.delete(*keys))
+            deleted += int(self.writer.delete(*keys))
         return deleted
