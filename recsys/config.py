@@ -40,6 +40,8 @@ class CandidateConfig(BaseModel):
     tune: bool = Field(True, description="tune the generators' main parameters on the validation window")
     ease_max_items: int | None = Field(None, ge=2, description="fit EASE on only this many most popular items "
                                        "(its inverse is dense items x items); None: every item")
+    knn_max_items: int | None = Field(None, ge=2, description="item-kNN similarities towards only this many "
+                                      "most popular items (cost items x this, not items squared); None: every item")
     als_factors: int = Field(0, ge=0, le=1024, description="add an ALS generator (implicit) with this many "
                              "factors; 0: none")
     als_iterations: int = Field(15, ge=1, le=100)
@@ -54,7 +56,8 @@ class CandidateConfig(BaseModel):
         return _omit_defaults(self, handler(self), _SCALING_KEYS)
 
 
-_SCALING_KEYS = ("ease_max_items", "als_factors", "als_iterations", "als_regularization", "als_alpha", "rank_depth")
+_SCALING_KEYS = ("ease_max_items", "knn_max_items", "als_factors", "als_iterations", "als_regularization", "als_alpha",
+                 "rank_depth")
 
 
 def _omit_defaults(model: BaseModel, out: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:

@@ -10,32 +10,49 @@ import scipy.sparse as sp
 
 from recsys.candidates.base import CandidateGenerator
 from recsys.data.matrix import InteractionData
+from recsys.parallel import thread_map
 
 
-def cosine_knn(x: sp.csr_matrix, neighbours: int, shrink: float, block: int | None = None) -> sp.csr_matrix:
+def cosine_knn(x: sp.csr_matrix, neighbours: int, shrink: float, block: int | None = None,
+               max_items: int | None = None) -> sp.csr_matrix:
     """Item x item cosine similarity (with shrinkage), keeping the top ``neighbours`` per item column.
 
-    Built ``block`` columns at a time (default: as many as keep one block near 512 MB, at most 2,048), so memory is
-    items x block, not items x items; the result is the same for any block size (each column is computed whole).
+    Built ``block`` columns at a time (default: as many as keep one block near 512 MB, at most 2,048), each block
+    as rows (the similarity is symmetric), so the top-k partition runs along contiguous memory, one block per
+    thread (:func:`~recsys.parallel.thread_map`); memory is items x block per thread, not items x items, and the
+    result is the same for any block size. With ``max_items`` only the columns
+    of the ``max_items`` most popular items are built (the others stay empty): the cost is items x max_items
+    instead of items squared, and item-kNN then proposes only those items.
     """
     x = x.tocsc().astype(np.float64)
     n = x.shape[1]
+    columns = np.arange(n)
+    if max_items is not None and max_items < n:
+        columns = np.sort(np.argsort(-np.diff(x.indptr), kind="stable")[:max_items])
     block = block or int(np.clip(2**26 // max(n, 1), 64, 2048))
     norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel())
     k = min(neighbours, n - 1)
-    xt = x.T.tocsr()
-    parts = []
-    for lo in range(0, n, block):
-        hi = min(lo + block, n)
-        sim = (xt @ x[:, lo:hi]).toarray()
-        sim /= np.outer(norms, norms[lo:hi]) + shrink + 1e-12
-        sim[np.arange(lo, hi), np.arange(hi - lo)] = 0.0
+
+    def part(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The kept (row, column, similarity) of the columns ``c``."""
+        sim = (x[:, c].T.tocsr() @ x).toarray()  # row r: column c[r] of the similarity
+        sim /= np.outer(norms[c], norms) + shrink + 1e-12
+        sim[np.arange(len(c)), c] = 0.0
+        keep = sim != 0
         if 0 < k < n - 1:
-            # zero all but the k largest entries of each column
-            cut = np.partition(sim, -k, axis=0)[-k]
-            sim[sim < cut[None, :]] = 0.0
-        parts.append(sp.csc_matrix(sim.astype(np.float32)))
-    return sp.hstack(parts, format="csr") if parts else sp.csr_matrix((n, n), dtype=np.float32)
+            cut = np.partition(sim, n - k, axis=1)[:, n - k]  # each column's k-th largest
+            keep &= sim >= cut[:, None]
+        r, j = np.nonzero(keep)
+        return j, c[r], sim[r, j].astype(np.float32)
+
+    parts = thread_map(part, [columns[lo:lo + block] for lo in range(0, len(columns), block)])
+    if not parts:
+        return sp.csr_matrix((n, n), dtype=np.float32)
+    rows, cols, vals = zip(*parts, strict=True)
+    out = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n),
+                        dtype=np.float32)
+    out.sort_indices()
+    return out
 
 
 class ItemKNN(CandidateGenerator):
@@ -43,18 +60,22 @@ class ItemKNN(CandidateGenerator):
 
     name = "item_knn"
 
-    def __init__(self, neighbours: int = 100, shrink: float = 10.0) -> None:
+    def __init__(self, neighbours: int = 100, shrink: float = 10.0, max_items: int | None = None) -> None:
         self.neighbours = neighbours
         self.shrink = shrink
+        self.max_items = max_items
+        """Similarities towards only this many most popular items (:func:`cosine_knn`); None: every item."""
 
     def get_params(self) -> dict[str, Any]:
-        return {"neighbours": self.neighbours, "shrink": self.shrink}
+        params: dict[str, Any] = {"neighbours": self.neighbours, "shrink": self.shrink}
+        return params if self.max_items is None else {**params, "max_items": self.max_items}
 
     _state_names: ClassVar[tuple[str, ...]] = ("sim_",)
 
     def _fit(self, data: InteractionData) -> None:
-        self.sim_ = data.derived(("cosine_knn", self.neighbours, self.shrink),
-                                 lambda: cosine_knn(data.matrix, self.neighbours, self.shrink))
+        self.sim_ = data.derived(("cosine_knn", self.neighbours, self.shrink, self.max_items),
+                                 lambda: cosine_knn(data.matrix, self.neighbours, self.shrink,
+                                                    max_items=self.max_items))
 
     def _history(self, rows: np.ndarray) -> sp.csr_matrix:
         return self.seen_[rows]
@@ -72,13 +93,16 @@ class RecentItemKNN(ItemKNN):
     name = "recent_item_knn"
 
     def __init__(self, neighbours: int = 100, shrink: float = 10.0, recent_items: int = 10,
-                 decay: float = 0.8) -> None:
-        super().__init__(neighbours, shrink)
+                 decay: float = 0.8, max_items: int | None = None) -> None:
+        super().__init__(neighbours, shrink, max_items)
         self.recent_items = recent_items
         self.decay = decay
 
     def get_params(self) -> dict[str, Any]:
-        return {**super().get_params(), "recent_items": self.recent_items, "decay": self.decay}
+        params = super().get_params()
+        max_items = params.pop("max_items", None)
+        params |= {"recent_items": self.recent_items, "decay": self.decay}
+        return params if max_items is None else {**params, "max_items": max_items}
 
     _state_names: ClassVar[tuple[str, ...]] = ("sim_", "recent_")
 

@@ -96,12 +96,15 @@ class Stage1:
         """:meth:`_ranked` with exact ranks for the top ``depth`` (ties by lower column, as the stable sort) and
         ``depth + 1`` for the rest, in O(items) per user."""
         neg = -masked
-        kth = np.partition(neg, depth - 1, axis=1)[:, depth - 1:depth]
-        better, tied = neg < kth, neg == kth
-        room = depth - better.sum(axis=1, keepdims=True)
-        chosen = better | (tied & (np.cumsum(tied, axis=1) <= room))
-        cols = np.nonzero(chosen)[1].reshape(len(masked), depth)  # row-major: each row's columns ascending
-        order = np.take_along_axis(cols, np.argsort(np.take_along_axis(neg, cols, axis=1), axis=1, kind="stable"),
+        part = np.argpartition(neg, depth - 1, axis=1)[:, :depth]  # the top depth, ties at the boundary arbitrary
+        kth = np.take_along_axis(neg, part[:, depth - 1:depth], axis=1)
+        # rows whose items tied with the depth-th lie on both sides of it: the stable sort keeps the lowest columns
+        straddle = np.flatnonzero((neg == kth).sum(axis=1) > (np.take_along_axis(neg, part, axis=1) == kth).sum(1))
+        for r in straddle:
+            better = np.flatnonzero(neg[r] < kth[r, 0])
+            part[r] = np.concatenate([better, np.flatnonzero(neg[r] == kth[r, 0])[:depth - len(better)]])
+        part.sort(axis=1)
+        order = np.take_along_axis(part, np.argsort(np.take_along_axis(neg, part, axis=1), axis=1, kind="stable"),
                                    axis=1)
         rank = np.full(masked.shape, depth + 1, dtype=np.float32)
         np.put_along_axis(rank, order, np.arange(1, depth + 1, dtype=np.float32)[None, :], axis=1)

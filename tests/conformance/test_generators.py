@@ -32,6 +32,7 @@ FACTORIES: dict[str, Callable[[], CandidateGenerator]] = {
     "new_user_popularity": lambda: NewUserPopularity(half_life_days=28.0, first_days=1.0),
     "item_knn": lambda: ItemKNN(neighbours=5, shrink=1.0),
     "recent_item_knn": lambda: RecentItemKNN(neighbours=5, shrink=1.0, recent_items=3, decay=0.5),
+    "item_knn_top_items": lambda: ItemKNN(neighbours=5, shrink=1.0, max_items=6),
     "ease": lambda: EASE(lam=1.0),
     "ease_top_items": lambda: EASE(lam=1.0, max_items=6),
     "als": lambda: ALS(factors=8, regularization=0.01, alpha=5.0, iterations=20),

@@ -35,6 +35,18 @@ def test_blocked_item_knn_equals_the_dense_one(block: int) -> None:
     np.testing.assert_array_equal(got.toarray(), dense_cosine_knn(x, 10, 5.0))
 
 
+def test_item_knn_over_the_top_items_keeps_exactly_their_columns() -> None:
+    x = sp.random(300, 150, density=0.08, random_state=np.random.default_rng(2), format="csr")
+    x.data[:] = 1.0
+    full = cosine_knn(x, neighbours=10, shrink=5.0).toarray()
+    bounded = cosine_knn(x, neighbours=10, shrink=5.0, block=7, max_items=40).toarray()
+    counts = np.diff(x.tocsc().indptr)
+    top = np.sort(np.argsort(-counts, kind="stable")[:40])
+    rest = np.setdiff1d(np.arange(150), top)
+    np.testing.assert_array_equal(bounded[:, top], full[:, top])
+    assert not bounded[:, rest].any() and full[:, rest].any()
+
+
 def planted(n_users: int = 60, n_items: int = 40, seed: int = 0) -> InteractionData:
     """Two tastes: users of group g rate items of block g (most of them), never the other block."""
     rng = np.random.default_rng(seed)
@@ -81,10 +93,12 @@ def test_als_learns_the_planted_tastes() -> None:
 def test_the_scaling_keys_choose_the_generators_and_stay_out_of_the_dump_at_defaults() -> None:
     default = CandidateConfig()
     assert "als" not in make_generators(default)
-    assert not {"ease_max_items", "als_factors", "als_alpha"} & set(default.model_dump())
-    scaled = CandidateConfig(ease_max_items=5_000, als_factors=32)
+    assert not {"ease_max_items", "knn_max_items", "als_factors", "als_alpha"} & set(default.model_dump())
+    assert "max_items" not in make_generators(default)["recent_item_knn"].get_params()
+    scaled = CandidateConfig(ease_max_items=5_000, knn_max_items=8_000, als_factors=32)
     gens = make_generators(scaled)
     assert gens["als"].get_params()["factors"] == 32 and gens["ease"].get_params()["max_items"] == 5_000
+    assert gens["item_knn"].get_params()["max_items"] == gens["recent_item_knn"].get_params()["max_items"] == 8_000
     assert scaled.model_dump()["als_factors"] == 32
     assert CandidateConfig.model_validate(scaled.model_dump()) == scaled
 
