@@ -30,6 +30,7 @@ from recsys.metrics import (
     novelty,
     per_user_metrics,
 )
+from recsys.parallel import thread_map
 from recsys.ranking.queries import QueryFrame, fit_window, profiles_for, window_queries
 from recsys.ranking.ranker import train_ranker
 from recsys.ranking.recommender import Recommender
@@ -96,13 +97,18 @@ def evaluate_window(rec: Recommender, window: LabelWindow, users: pd.DataFrame, 
     """Score the ranker and every generator of its stage 1 on one test window (users in bounded batches)."""
     ids = window.users
     top: dict[str, dict[int, Any]] = {}  # model -> user -> its top K item ids
-    for chunk in rec.user_batches(ids, max_cells):  # bounded memory: the scores are dense users x items per model
+
+    def tops(chunk: np.ndarray) -> dict[str, list[np.ndarray]]:
         exclude = ([window.exclude.get(int(u), np.empty(0, np.int64)).tolist() for u in chunk] if window.exclude
                    else None)
         batch = rec.candidate_batch(chunk, profiles_for(users, chunk), exclude)
-        for model, scores in {RANKER: rec.score_batch(batch), **batch.scores}.items():
-            top.setdefault(model, {}).update(
-                {int(u): batch.item_ids[c] for u, c in zip(chunk, top_k(scores, K), strict=True)})
+        return {model: [batch.item_ids[c] for c in top_k(scores, K)]
+                for model, scores in {RANKER: rec.score_batch(batch), **batch.scores}.items()}
+
+    chunks = rec.user_batches(ids, max_cells)  # bounded memory: the scores are dense users x items per model
+    for chunk, found in zip(chunks, thread_map(tops, chunks), strict=True):
+        for model, items in found.items():
+            top.setdefault(model, {}).update(zip(chunk.tolist(), items, strict=True))
     truth = window.truth()
     cold = window.cold_mask(ids)
     head = head_items(window.history)

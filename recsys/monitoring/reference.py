@@ -21,6 +21,7 @@ import pandas as pd
 
 from recsys import schema as S
 from recsys.monitoring.sample import REQUEST, bounded_sample, cap_per_user
+from recsys.parallel import thread_map
 from recsys.schema import K
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def served_rows(rec: Recommender, requests: pd.DataFrame, users: pd.DataFrame, c
 def _answers(rec: Recommender, keys: pd.DataFrame, profiles: pd.DataFrame, n: int) -> pd.DataFrame:
     """The top ``n`` of each (user, cold) key with the feature rows of those items, in bounded batches of keys."""
     chunks = rec.user_batches(np.arange(len(keys)))
-    frames = [_answers_of(rec, keys.iloc[c], profiles.iloc[c], n) for c in chunks]
+    frames = thread_map(lambda c: _answers_of(rec, keys.iloc[c], profiles.iloc[c], n), chunks)
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 

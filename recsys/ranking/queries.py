@@ -27,6 +27,7 @@ from recsys.data.matrix import InteractionData
 from recsys.data.replay import ReplayClock
 from recsys.data.split import LabelWindow, temporal_window
 from recsys.features.builder import BATCH_CELLS, CandidateBatch, FeatureBuilder, Stage1, user_chunks
+from recsys.parallel import thread_map
 
 
 def make_generators(cfg: CandidateConfig) -> dict[str, CandidateGenerator]:
@@ -36,8 +37,9 @@ def make_generators(cfg: CandidateConfig) -> dict[str, CandidateGenerator]:
         "recent_popularity": RecentPopularity(cfg.pop_half_life_days),
         "profile_popularity": ProfilePopularity(cfg.pop_half_life_days),
         "new_user_popularity": NewUserPopularity(cfg.new_user_half_life_days),
-        "item_knn": ItemKNN(cfg.knn_neighbours, cfg.knn_shrink),
-        "recent_item_knn": RecentItemKNN(cfg.knn_neighbours, cfg.knn_shrink, cfg.recent_items),
+        "item_knn": ItemKNN(cfg.knn_neighbours, cfg.knn_shrink, cfg.knn_max_items),
+        "recent_item_knn": RecentItemKNN(cfg.knn_neighbours, cfg.knn_shrink, cfg.recent_items,
+                                         max_items=cfg.knn_max_items),
         "ease": EASE(cfg.ease_lambda, cfg.ease_max_items),
     }
     if cfg.als_factors:
@@ -84,12 +86,19 @@ class FittedWindow:
     """Wall time of each step on this window: generators_fit, features_fit, then candidates and features (added
     by :func:`window_queries`)."""
 
+    def user_batches(self, max_cells: int = BATCH_CELLS) -> list[np.ndarray]:
+        """The window's users in bounded batches (one, possibly empty, for a small window)."""
+        return user_chunks(self.user_ids, self.data.n_items, max_cells)
+
+    def candidates(self, ids: np.ndarray) -> CandidateBatch:
+        exclude = ([self.window.exclude.get(int(u), np.empty(0, np.int64)).tolist() for u in ids]
+                   if self.window.exclude else None)
+        return self.stage1.candidates(ids, profiles_for(self.users, ids), exclude)
+
     def batches(self, max_cells: int = BATCH_CELLS) -> Iterator[CandidateBatch]:
-        """Candidates of the window's users, a bounded batch at a time (one, possibly empty, for a small window)."""
-        for ids in user_chunks(self.user_ids, self.data.n_items, max_cells):
-            exclude = ([self.window.exclude.get(int(u), np.empty(0, np.int64)).tolist() for u in ids]
-                       if self.window.exclude else None)
-            yield self.stage1.candidates(ids, profiles_for(self.users, ids), exclude)
+        """Candidates of the window's users, a bounded batch at a time."""
+        for ids in self.user_batches(max_cells):
+            yield self.candidates(ids)
 
 
 def fit_window(window: LabelWindow, items: pd.DataFrame, users: pd.DataFrame, cfg: CandidateConfig,
@@ -125,19 +134,21 @@ def labels_for(batch: CandidateBatch, positives: pd.DataFrame, graded: bool) -> 
 
 def window_queries(fitted: FittedWindow, graded: bool, require_positive: bool = True,
                    max_cells: int = BATCH_CELLS) -> QueryFrame:
-    """Ranker queries of a fitted window; users whose candidates hold no positive teach nothing: dropped."""
-    frames = []
-    batches = fitted.batches(max_cells)
-    while True:
+    """Ranker queries of a fitted window; users whose candidates hold no positive teach nothing: dropped.
+
+    The batches run on the process's CPUs (:func:`~recsys.parallel.thread_map`; the same queries, in order), so the
+    ``candidates`` and ``features`` seconds are summed over the threads."""
+
+    def one(ids: np.ndarray) -> tuple[QueryFrame, float, float]:
         t0 = time.perf_counter()
-        batch = next(batches, None)
+        batch = fitted.candidates(ids)
         t1 = time.perf_counter()
-        if batch is None:
-            break
-        frames.append(batch_queries(fitted, batch, graded, require_positive))
-        fitted.seconds["candidates"] = fitted.seconds.get("candidates", 0.0) + t1 - t0
-        fitted.seconds["features"] = fitted.seconds.get("features", 0.0) + time.perf_counter() - t1
-    return QueryFrame.concat(frames)
+        return batch_queries(fitted, batch, graded, require_positive), t1 - t0, time.perf_counter() - t1
+
+    done = thread_map(one, fitted.user_batches(max_cells))
+    for step, seconds in (("candidates", sum(d[1] for d in done)), ("features", sum(d[2] for d in done))):
+        fitted.seconds[step] = fitted.seconds.get(step, 0.0) + seconds
+    return QueryFrame.concat([d[0] for d in done])
 
 
 def batch_queries(fitted: FittedWindow, batch: CandidateBatch, graded: bool, require_positive: bool) -> QueryFrame:

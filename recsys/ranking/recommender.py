@@ -29,6 +29,7 @@ from recsys import schema as S
 from recsys.artifacts import save_npz
 from recsys.candidates.base import top_k
 from recsys.features.builder import BATCH_CELLS, CandidateBatch, FeatureBuilder, Stage1, user_chunks
+from recsys.parallel import thread_map
 from recsys.profiles import ProfileBlock
 from recsys.ranking.ranker import compile_trees, predict
 from recsys.schema import K
@@ -196,14 +197,16 @@ class Recommender:
         return ids[gen.user_rows(ids) >= 0] if len(ids) else ids
 
     def rank_known(self, max_n: int = RANKED_N, chunk: int = 128) -> RankedUsers:
-        """Every known user's top ``max_n`` through the full two-stage path, in vectorised batches."""
+        """Every known user's top ``max_n`` through the full two-stage path, in vectorised batches (one per thread:
+        :func:`~recsys.parallel.thread_map`)."""
         users = self.known_users()
         items = np.zeros((len(users), max_n), dtype=np.int64)
         scores = np.zeros((len(users), max_n), dtype=np.float64)
         lengths = np.zeros(len(users), dtype=np.int64)
         candidates = np.zeros(len(users), dtype=np.int64)
-        for start in range(0, len(users), chunk):
-            lists, counts = self.rank_batch(users[start:start + chunk], max_n)
+        starts = range(0, len(users), chunk)
+        ranked = thread_map(lambda start: self.rank_batch(users[start:start + chunk], max_n), starts)
+        for start, (lists, counts) in zip(starts, ranked, strict=True):
             candidates[start:start + len(lists)] = counts
             for row, recs in enumerate(lists, start=start):
                 lengths[row] = len(recs)
