@@ -255,8 +255,8 @@ def _validate_week(settings: Settings, week: int, now: int | datetime | None, se
     outcome.unknown_users, outcome.run_id = check.unknown_users, check.runs[-1].run_id
     if S.USER in batch.columns and S.ITEM in batch.columns:
         seen_users, seen_items = store.seen_ids(settings, list(hist.weeks))
-        outcome.new_users = len(set(pd.unique(batch[S.USER].dropna()).tolist()) - seen_users)
-        outcome.new_items = len(set(pd.unique(batch[S.ITEM].dropna()).tolist()) - seen_items)
+        outcome.new_users = _unseen(batch[S.USER], seen_users)
+        outcome.new_items = _unseen(batch[S.ITEM], seen_items)
     outcome.data_docs = runner.docs_index  # the site the runs are published to (rebuilt after the checks)
     if check.success:
         outcome.success = True
@@ -266,6 +266,12 @@ def _validate_week(settings: Settings, week: int, now: int | datetime | None, se
         _quarantine_and_notify(settings, outcome, result, sender)
     outcome.seconds = time.perf_counter() - started
     return outcome, check.runs
+
+
+def _unseen(column: pd.Series, seen: np.ndarray) -> int:
+    """How many distinct values of ``column`` (NaN aside) are not in the sorted ``seen``."""
+    values = pd.Index(pd.unique(column.dropna()))
+    return int(len(values) - values.isin(seen).sum())
 
 
 def batch_of_week(interactions: pd.DataFrame, clock: ReplayClock, week: int) -> pd.DataFrame:

@@ -16,6 +16,7 @@ batch passes).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from recsys import schema as S
@@ -115,15 +117,25 @@ def history(settings: Settings, week: int) -> History:
     return History(weeks=tuple(weeks), row_counts=tuple(rows), rating_counts=ratings)
 
 
-def seen_ids(settings: Settings, weeks: list[int]) -> tuple[set[int], set[int]]:
-    """User and item ids present in the accepted batches of ``weeks``."""
-    users: set[int] = set()
-    items: set[int] = set()
+@functools.lru_cache(maxsize=256)
+def _week_ids(path: Path, stamp: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct user and item ids of one stored week (``stamp``: its mtime and size, so a week accepted
+    again is read again)."""
+    frame = pd.read_parquet(path, columns=[S.USER, S.ITEM])
+    return np.unique(frame[S.USER].to_numpy(np.int64)), np.unique(frame[S.ITEM].to_numpy(np.int64))
+
+
+def seen_ids(settings: Settings, weeks: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct user and item ids of the accepted batches of ``weeks``; each week's file is read once per
+    process (``validate --all`` asks for every earlier week at each week: quadratic reads otherwise)."""
+    users, items = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     for w in weeks:
-        frame = pd.read_parquet(week_dir(settings.store_dir, w) / STORE_FILE, columns=[S.USER, S.ITEM])
-        users.update(frame[S.USER].astype("int64").tolist())
-        items.update(frame[S.ITEM].astype("int64").tolist())
-    return users, items
+        path = week_dir(settings.store_dir, w) / STORE_FILE
+        info = path.stat()
+        u, i = _week_ids(path, (info.st_mtime_ns, info.st_size))
+        users.append(u)
+        items.append(i)
+    return np.unique(np.concatenate(users)), np.unique(np.concatenate(items))
 
 
 def quarantine(settings: Settings, week: int, source: Path | None, result: dict[str, Any], summary: str,

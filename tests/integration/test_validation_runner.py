@@ -82,6 +82,10 @@ def test_real_weeks_are_accepted_into_the_store(env: SimpleNamespace, batch: Cal
     first = env.outcomes[0]
     assert first.new_users == batch(0)[schema.USER].nunique() and first.new_items == batch(0)[schema.ITEM].nunique()
     assert env.outcomes[1].new_users < batch(1)[schema.USER].nunique()
+    for i in range(1, len(ACCEPTED)):  # exactly the ids no earlier accepted week holds
+        earlier = pd.concat([batch(w) for w in ACCEPTED[:i]])
+        for column, counted in ((schema.USER, env.outcomes[i].new_users), (schema.ITEM, env.outcomes[i].new_items)):
+            assert counted == len(set(batch(ACCEPTED[i])[column]) - set(earlier[column])) > 0
 
 
 def test_volume_band_is_learned_from_the_store(env: SimpleNamespace) -> None:
