@@ -314,14 +314,19 @@ class RecommenderService:
         request = PredictRequest.model_construct(**fields)  # BentoML validated the body against PredictRequest
         t0 = time.perf_counter()
         try:
+            prefetched = None
             if self.runtime.is_cached(request):  # a lookup of a precomputed answer: microseconds, on the loop
                 CACHE_HIT.inc()
                 response = self.runtime.predict(request)
+            elif (prefetched := await self.runtime.prefetch(request)) is not None and prefetched.answer is not None:
+                CACHE_HIT.inc()  # read from the online store without blocking the loop
+                response = self.runtime.predict(request, prefetched)
             else:  # ranking (numpy, LightGBM: milliseconds) on a worker thread, so the loop keeps serving
                 CACHE_MISS.inc()
                 if self._limiter is None:
                     self._limiter = anyio.CapacityLimiter(SETTINGS.threads)
-                response = await anyio.to_thread.run_sync(self.runtime.predict, request, limiter=self._limiter)
+                response = await anyio.to_thread.run_sync(self.runtime.predict, request, prefetched,
+                                                          limiter=self._limiter)
         except NotReadyError as exc:
             PREDICTIONS.labels("none", "503").inc()
             return _error(503, str(exc))  # type: ignore[return-value]

@@ -158,9 +158,32 @@ class RankedCache:
         cached = self._profiles.get(self._key(profile))
         return cached is not None and len(cached[0]) >= n and not self.rec.is_known(user_id)
 
+    def in_store(self, user_id: int, exclude: list[int] | None = None,
+                 profile: dict[str, Any] | None = None) -> bool:
+        """Whether the online store may hold this request's answer (then :meth:`fetch` it before ranking)."""
+        return (self.store is not None and self.store.url is not None and not exclude
+                and (profile is None or user_id not in self._incomplete))
+
+    async def fetch(self, user_id: int, n: int) -> Answer | None:
+        """A known user's answer from the online store, read on the event loop; None when it holds none (an
+        unknown user, a shorter list) or fails (counted: the request is then ranked in full)."""
+        if self.store is None:
+            return None
+        try:
+            got = await self.store.aget(self.key, user_id)
+        except (redis_error(), OSError):
+            self.store_errors += 1
+            return None
+        if got is None or len(got.items) < n:
+            return None
+        self.hits += 1
+        return Answer(list(map(Recommendation, got.items[:n].tolist(), got.scores[:n].tolist())), True,
+                      got.candidates)
+
     def recommend(self, user_id: int, n: int, exclude: list[int] | None = None,
-                  profile: dict[str, Any] | None = None) -> Answer:
-        """The top ``n`` from the cache when the answer is cached, else computed (see the module docstring)."""
+                  profile: dict[str, Any] | None = None, use_store: bool = True) -> Answer:
+        """The top ``n`` from the cache when the answer is cached, else computed (see the module docstring);
+        ``use_store=False`` skips the online store (the caller has just looked there)."""
         row = self._rows.get(user_id)
         if row is not None:
             if not exclude and n <= self._lengths[row] and (profile is None or user_id not in self._incomplete):
@@ -169,7 +192,7 @@ class RankedCache:
                 return Answer(items, True, int(self._candidates[row]))
             self.misses += 1
             return Answer(*self._rank(user_id, n, exclude, profile, known=True))
-        if self.store is not None:
+        if self.store is not None and use_store:
             stored = self._stored(user_id, n, exclude, profile)
             if stored is not None:
                 return stored

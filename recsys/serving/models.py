@@ -98,10 +98,10 @@ class LoadedModel:
     """When the registry created this version (Unix seconds); None for a bundle without one."""
 
     def recommend(self, user_id: int, n: int, exclude: list[int] | None = None,
-                  profile: dict[str, Any] | None = None) -> Answer:
+                  profile: dict[str, Any] | None = None, use_store: bool = True) -> Answer:
         """The top ``n``, whether the user is known and the candidates scored: through the cache when there is one."""
         if self.cache is not None:
-            return self.cache.recommend(user_id, n, exclude, profile)
+            return self.cache.recommend(user_id, n, exclude, profile, use_store)
         rec = self.recommender
         items, candidates = rec.rank(user_id, n, exclude=exclude, profile=profile)
         return Answer(items, rec.is_known(user_id), candidates)

@@ -13,6 +13,7 @@ half-written version for a complete one; :meth:`RedisAnswers.drop` deletes a ver
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -61,11 +62,16 @@ def unpack(blob: bytes) -> StoredAnswer:
 class RedisAnswers:
     """One model version's precomputed answers in Redis (see the module docstring)."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "recsys:answers", writer: redis.Redis | None = None) -> None:
+    def __init__(self, client: redis.Redis, prefix: str = "recsys:answers", writer: redis.Redis | None = None,
+                 url: str | None = None, timeout: float = 0.05) -> None:
         self.client = client
         self.prefix = prefix
         self.writer = writer or client
         """The client :meth:`publish` writes with (a lookup's timeout would be too short for a pipelined batch)."""
+        self.url = url
+        self.timeout = timeout
+        self._async: tuple[Any, Any] | None = None
+        """(event loop, redis.asyncio client) of :meth:`aget`: a client per loop (its connections belong to it)."""
 
     @classmethod
     def connect(cls, url: str, prefix: str = "recsys:answers", timeout: float = 0.05) -> RedisAnswers:
@@ -74,7 +80,8 @@ class RedisAnswers:
         import redis
 
         client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        return cls(client, prefix, writer=redis.Redis.from_url(url, socket_timeout=60, socket_connect_timeout=5))
+        return cls(client, prefix, writer=redis.Redis.from_url(url, socket_timeout=60, socket_connect_timeout=5),
+                   url=url, timeout=timeout)
 
     def key(self, version: str, user_id: int) -> str:
         return f"{self.prefix}:{version}:{user_id}"
@@ -104,6 +111,19 @@ class RedisAnswers:
             return None
         answer = unpack(_raw(blob))
         return answer if n is None else StoredAnswer(answer.items[:n], answer.scores[:n], answer.candidates)
+
+    async def aget(self, version: str, user_id: int) -> StoredAnswer | None:
+        """:meth:`get` on the event loop (redis.asyncio; for a store made by :meth:`connect`)."""
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop:
+            import redis.asyncio
+
+            if self.url is None:
+                raise ValueError("an async lookup needs a store made by RedisAnswers.connect(url)")
+            self._async = (loop, redis.asyncio.Redis.from_url(self.url, socket_timeout=self.timeout,
+                                                              socket_connect_timeout=self.timeout))
+        blob = await self._async[1].get(self.key(version, user_id))
+        return None if blob is None else unpack(_raw(blob))
 
     def get_many(self, version: str, user_ids: Iterable[int]) -> list[StoredAnswer | None]:
         blobs = self.client.mget([self.key(version, int(u)) for u in user_ids])

@@ -21,9 +21,10 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from recsys.schema import CHAMPION
+from recsys.serving.cache import Answer
 from recsys.serving.models import LoadedModel, ModelManager
 from recsys.serving.router import Router, overlap_at_k
 from recsys.serving.schemas import Item, ModelInfo, PredictRequest, PredictResponse
@@ -45,6 +46,14 @@ class ShadowStats:
     @property
     def mean_overlap(self) -> float | None:
         return self.overlap_sum / self.scored if self.scored else None
+
+
+class Prefetched(NamedTuple):
+    """What :meth:`ServingRuntime.prefetch` found: the request's routed variant and model, and its stored answer."""
+
+    variant: str
+    model: LoadedModel
+    answer: Answer | None
 
 
 Observer = Callable[[str, dict[str, Any]], None]
@@ -90,10 +99,26 @@ class ServingRuntime:
         profile = request.profile.model_dump() if request.profile is not None else None
         return model.is_cached(request.user_id, request.n, request.exclude or None, profile)
 
-    def predict(self, request: PredictRequest) -> PredictResponse:
+    async def prefetch(self, request: PredictRequest) -> Prefetched | None:
+        """For a model whose answers are in the online store: the routed variant and model, and the stored answer
+        read on the event loop (None inside when the store holds none); None for any other request."""
         variant, model = self.choose(request.user_id)
         profile = request.profile.model_dump() if request.profile is not None else None
-        answer = model.recommend(request.user_id, request.n, exclude=request.exclude or None, profile=profile)
+        cache = model.cache
+        if cache is None or not cache.in_store(request.user_id, request.exclude or None, profile):
+            return None
+        return Prefetched(variant, model, await cache.fetch(request.user_id, request.n))
+
+    def predict(self, request: PredictRequest, prefetched: Prefetched | None = None) -> PredictResponse:
+        """Answer ``request``; with ``prefetched`` (see :meth:`prefetch`) its variant and model, and its stored
+        answer when there is one (else ranked in full without asking the store again)."""
+        variant, model = prefetched[:2] if prefetched is not None else self.choose(request.user_id)
+        profile = request.profile.model_dump() if request.profile is not None else None
+        if prefetched is not None and prefetched.answer is not None:
+            answer = prefetched.answer
+        else:
+            answer = model.recommend(request.user_id, request.n, exclude=request.exclude or None, profile=profile,
+                                     use_store=prefetched is None)
         recs, fallback = answer.items, not answer.known
         request_id = f"{self._id_prefix}{next(self._counter):012x}"
         titles = model.recommender.titles

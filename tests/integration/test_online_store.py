@@ -140,3 +140,41 @@ def test_the_model_manager_loads_into_the_store(store: RedisAnswers, bundle: Pat
     assert model.info()["answers"] == "bundle -> redis"
     user = int(model.recommender.known_users()[11])
     assert pairs(model.recommend(user, 5).items) == pairs(Recommender.load(bundle).recommend(user, 5))
+
+
+def test_the_runtime_reads_the_store_on_the_event_loop(store: RedisAnswers, bundle: Path) -> None:
+    import asyncio
+
+    from recsys.serving.router import Router
+    from recsys.serving.runtime import ServingRuntime
+    from recsys.serving.schemas import PredictRequest
+
+    reference = Recommender.load(bundle)
+    url = "redis://127.0.0.1:6379/0"
+    online = RedisAnswers.connect(url, store.prefix, timeout=2)  # the service's store: an async reader too
+    manager = ModelManager("recsys-test", None, freeze_heap=False, answers=online)
+    manager.load_bundle(bundle)
+    runtime = ServingRuntime(manager, Router())
+    user = int(reference.known_users()[5])
+    request = PredictRequest(user_id=user, n=10)
+    assert not runtime.is_cached(request), "a store lookup is not a local one"
+
+    async def answer(req: PredictRequest):  # type: ignore[no-untyped-def]
+        return await runtime.prefetch(req)
+
+    found = asyncio.run(answer(request))
+    assert found is not None and found.answer is not None and found.model.cache is not None
+    response = runtime.predict(request, found)
+    assert [(i.item_id, i.score) for i in response.items] == pairs(reference.recommend(user, 10))
+    assert not response.fallback and found.model.cache.hits == 1
+
+    unknown = PredictRequest(user_id=10**7, n=10)  # not in the store: ranked in full, without asking again
+    missing = asyncio.run(answer(unknown))
+    assert missing is not None and missing.answer is None
+    assert runtime.predict(unknown, missing).fallback
+    with_exclusions = PredictRequest(user_id=user, n=10, exclude=[response.items[0].item_id])
+    assert asyncio.run(answer(with_exclusions)) is None  # exclusions are never stored answers
+
+    cache = found.model.cache
+    cache.store = RedisAnswers.connect(DEAD, store.prefix)  # Redis gone: no answer from it, counted
+    assert asyncio.run(cache.fetch(user, 10)) is None and cache.store_errors == 1
