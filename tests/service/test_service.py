@@ -577,14 +577,14 @@ def test_predict_runs_cached_answers_on_the_loop_and_ranks_on_a_thread(client: A
     calls: list[tuple[bool, bool]] = []
     predict = runtime.predict
 
-    def spy(request: Any) -> Any:
+    def spy(request: Any, prefetched: Any = None) -> Any:
         try:
             asyncio.get_running_loop()
             on_loop = True
         except RuntimeError:
             on_loop = False
         calls.append((runtime.is_cached(request), on_loop))
-        return predict(request)
+        return predict(request, prefetched)
 
     monkeypatch.setattr(runtime, "predict", spy)
     assert client.post("/predict", json={"user_id": known_users[0], "n": 3}).status_code == 200
