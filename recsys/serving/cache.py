@@ -174,6 +174,10 @@ class RankedCache:
         except (redis_error(), OSError):
             self.store_errors += 1
             return None
+        return self._hit(got, n)
+
+    def _hit(self, got: StoredAnswer | None, n: int) -> Answer | None:
+        """A stored answer's top ``n`` (a hit), or None when there is none or it is shorter."""
         if got is None or len(got.items) < n:
             return None
         self.hits += 1
@@ -225,11 +229,7 @@ class RankedCache:
         except redis_error():
             self.store_errors += 1
             return None
-        if got is None or len(got.items) < n:
-            return None
-        self.hits += 1
-        return Answer(list(map(Recommendation, got.items[:n].tolist(), got.scores[:n].tolist())), True,
-                      got.candidates)
+        return self._hit(got, n)
 
     def _rank(self, user_id: int, n: int, exclude: list[int] | None, profile: dict[str, Any] | None,
               known: bool) -> tuple[list[Recommendation], bool, int]:
