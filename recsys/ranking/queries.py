@@ -86,6 +86,14 @@ class FittedWindow:
     """Wall time of each step on this window: generators_fit, features_fit, then candidates and features (added
     by :func:`window_queries`)."""
 
+    _positives: dict[bool, Positives] = field(default_factory=dict, repr=False)
+
+    def positives(self, graded: bool) -> Positives:
+        """The window's label lookup (built at the first batch; a race between threads only builds it twice)."""
+        if graded not in self._positives:
+            self._positives[graded] = Positives.of(self.window.positives, graded)
+        return self._positives[graded]
+
     def user_batches(self, max_cells: int = BATCH_CELLS) -> list[np.ndarray]:
         """The window's users in bounded batches (one, possibly empty, for a small window)."""
         return user_chunks(self.user_ids, self.data.n_items, max_cells)
@@ -123,13 +131,40 @@ def window_frame(ml: MovieLens, clock: ReplayClock, start: int, horizon: int, cf
     return frame, dict(fitted.seconds)
 
 
-def labels_for(batch: CandidateBatch, positives: pd.DataFrame, graded: bool) -> np.ndarray:
-    """Label of each candidate pair: 0 unless a positive; graded: 2 for a rating >= 4, else 1."""
-    key = pd.MultiIndex.from_arrays([batch.user_ids[batch.pair_user], batch.items])
-    pos = positives.drop_duplicates([S.USER, S.ITEM])
-    gain = np.where(pos[S.RATING].to_numpy() >= 4, 2.0, 1.0) if graded else np.ones(len(pos))
-    lookup = pd.Series(gain, index=pd.MultiIndex.from_arrays([pos[S.USER].to_numpy(), pos[S.ITEM].to_numpy()]))
-    return lookup.reindex(key).fillna(0.0).to_numpy(np.float32)
+def _pair_codes(users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """One int64 per (user id, item id) pair (both ids are 32-bit)."""
+    return (np.asarray(users, dtype=np.int64) << 32) | (np.asarray(items, dtype=np.int64) & 0xFFFFFFFF)
+
+
+@dataclass(frozen=True)
+class Positives:
+    """A window's positives as sorted pair codes and their label gains: built once per window, looked up per batch
+    (building the lookup per batch made the work batches x positives)."""
+
+    codes: np.ndarray
+    gains: np.ndarray
+
+    @classmethod
+    def of(cls, positives: pd.DataFrame, graded: bool) -> Positives:
+        """Graded: 2 for a rating >= 4, else 1; the first row of a repeated (user, item) pair counts."""
+        pos = positives.drop_duplicates([S.USER, S.ITEM])
+        gain = np.where(pos[S.RATING].to_numpy() >= 4, 2.0, 1.0) if graded else np.ones(len(pos))
+        codes = _pair_codes(pos[S.USER].to_numpy(), pos[S.ITEM].to_numpy())
+        order = np.argsort(codes, kind="stable")
+        return cls(codes[order], gain[order])
+
+    def labels(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The label of each (user, item) pair: its gain, 0 unless a positive."""
+        codes = _pair_codes(users, items)
+        if not len(self.codes):
+            return np.zeros(len(codes), dtype=np.float32)
+        at = np.minimum(np.searchsorted(self.codes, codes), len(self.codes) - 1)
+        return np.where(self.codes[at] == codes, self.gains[at], 0.0).astype(np.float32)
+
+
+def labels_for(batch: CandidateBatch, positives: Positives) -> np.ndarray:
+    """Label of each candidate pair: 0 unless a positive (see :class:`Positives`)."""
+    return positives.labels(batch.user_ids[batch.pair_user], batch.items)
 
 
 def window_queries(fitted: FittedWindow, graded: bool, require_positive: bool = True,
@@ -153,7 +188,7 @@ def window_queries(fitted: FittedWindow, graded: bool, require_positive: bool = 
 
 def batch_queries(fitted: FittedWindow, batch: CandidateBatch, graded: bool, require_positive: bool) -> QueryFrame:
     x, names = fitted.features.transform(batch)
-    y = labels_for(batch, fitted.window.positives, graded)
+    y = labels_for(batch, fitted.positives(graded))
     keep_user = np.ones(len(batch.user_ids), dtype=bool)
     if require_positive:
         keep_user = np.bincount(batch.pair_user, weights=(y > 0), minlength=len(batch.user_ids)) > 0

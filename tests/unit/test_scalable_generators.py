@@ -126,3 +126,21 @@ def test_the_two_item_knn_generators_share_one_similarity_per_data_set() -> None
     assert recent.sim_ is knn.sim_  # computed once
     assert ItemKNN(5, 2.0).fit(data).sim_ is not knn.sim_  # other parameters, another matrix
     assert ItemKNN(10, 2.0).fit(planted(seed=1)).sim_ is not knn.sim_  # other data, another matrix
+
+
+@pytest.mark.parametrize("graded", [True, False])
+def test_window_labels_are_the_positives_gains_looked_up_by_pair(graded: bool) -> None:
+    from recsys.ranking.queries import Positives
+
+    rng = np.random.default_rng(3)
+    positives = pd.DataFrame({S.USER: rng.integers(1, 40, 300), S.ITEM: rng.integers(1, 60, 300),
+                              S.RATING: rng.choice([1.0, 3.0, 4.0, 5.0, np.nan], 300)})  # repeated pairs too
+    users, items = rng.integers(1, 45, 2_000), rng.integers(1, 65, 2_000)
+    first = positives.drop_duplicates([S.USER, S.ITEM])  # the textbook lookup: the first row of a pair counts
+    gain = np.where(first[S.RATING] >= 4, 2.0, 1.0) if graded else np.ones(len(first))
+    lookup = dict(zip(zip(first[S.USER], first[S.ITEM], strict=True), gain, strict=True))
+    want = np.array([lookup.get((u, i), 0.0) for u, i in zip(users, items, strict=True)], dtype=np.float32)
+    got = Positives.of(positives, graded).labels(users, items)
+    np.testing.assert_array_equal(got, want)
+    assert (got > 0).sum() > 100
+    assert not Positives.of(positives.iloc[:0], graded).labels(users, items).any()
