@@ -249,6 +249,13 @@ class ServingSettings(Settings):
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("answers_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a Redis URL: redis://host:6379/0, rediss://... or unix:///path")
+        return value
+
     @field_validator("experiment_file", "traffic_dir", "assignment_dir", "compiled_dir", mode="before")
     @classmethod
     def _empty_path_is_unset(cls, value: Any) -> Any:

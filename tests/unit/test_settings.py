@@ -99,6 +99,18 @@ def test_show_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "RECSYS_ADMIN_TOKEN" in result.output
 
 
+def test_the_answers_store_takes_only_a_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from recsys.settings import ServingSettings, load
+
+    monkeypatch.setenv("RECSYS_ANSWERS_URL", "redis://127.0.0.1:6379/0")
+    assert load(ServingSettings).answers_url == "redis://127.0.0.1:6379/0"
+    monkeypatch.setenv("RECSYS_ANSWERS_URL", "  ")
+    assert load(ServingSettings).answers_url is None
+    monkeypatch.setenv("RECSYS_ANSWERS_URL", "127.0.0.1:6379")
+    with pytest.raises(Exception, match=r"RECSYS_ANSWERS_URL.*Redis URL"):
+        load(ServingSettings)
+
+
 def test_a_bad_variable_is_a_one_line_cli_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from recsys.cli import app
 
