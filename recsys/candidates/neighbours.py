@@ -8,7 +8,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from recsys.candidates.base import CandidateGenerator
+from recsys.candidates.base import CandidateGenerator, TopItems
 from recsys.data.matrix import InteractionData
 from recsys.parallel import thread_map
 
@@ -168,3 +168,11 @@ class EASE(CandidateGenerator):
         out = np.zeros((len(rows), len(self.item_ids_)), dtype=np.float64)
         out[:, columns] = self.seen_[rows][:, columns] @ self.weights_
         return out
+
+    def _top_known(self, rows: np.ndarray, blocked: sp.csr_matrix, depth: int) -> TopItems:
+        columns = getattr(self, "columns_", None)
+        if columns is None or len(columns) == len(self.item_ids_):
+            return super()._top_known(rows, blocked, depth)
+        # bounded: users x max_items scores, every other item at 0
+        return TopItems.of_columns(self.seen_[rows][:, columns] @ self.weights_, columns, len(self.item_ids_),
+                                   blocked, depth)

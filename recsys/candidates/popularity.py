@@ -6,9 +6,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recsys import schema as S
-from recsys.candidates.base import SECONDS_PER_DAY, CandidateGenerator, decay_weights, decayed_counts
+from recsys.candidates.base import (
+    SECONDS_PER_DAY,
+    CandidateGenerator,
+    TopItems,
+    decay_weights,
+    decayed_counts,
+    scored_order,
+)
 from recsys.data.matrix import InteractionData
 from recsys.profiles import ProfileBlock
 
@@ -34,6 +42,10 @@ class Popularity(CandidateGenerator):
 
     def _score_unknown(self, n: int, profiles: ProfileBlock | None) -> np.ndarray:
         return self._score_known(np.zeros(n, dtype=np.int64))
+
+    # every user shares one order: a user's top is the first items of it that they have not seen
+    def _top_known(self, rows: np.ndarray, blocked: sp.csr_matrix, depth: int) -> TopItems:
+        return TopItems.of_order(*self._cold_order(), blocked, depth)
 
 
 class RecentPopularity(Popularity):
@@ -122,6 +134,36 @@ class ProfilePopularity(CandidateGenerator):
             return np.broadcast_to(self.global_, (n, len(self.global_))).copy()
         demo, occ = segment_keys(profiles, self.occupations_)
         return self._blend(demo, occ)
+
+    # users of one (demographic, occupation) segment pair share one order; a batch holds a few hundred at most
+    def _segments(self, n: int, profiles: ProfileBlock | None) -> tuple[np.ndarray, np.ndarray]:
+        if profiles is None:  # the global scores: (0.5 * (g + g)) is g exactly
+            return np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64)
+        return segment_keys(profiles, self.occupations_)
+
+    def _segments_top(self, demo: np.ndarray, occ: np.ndarray, blocked: sp.csr_matrix, depth: int) -> TopItems:
+        width = len(self.occupations_) + 1
+        keys, group = np.unique((demo + 1) * width + occ + 1, return_inverse=True)
+        parts = []
+        for g, key in enumerate(keys.tolist()):
+            d, o = key // width - 1, key % width - 1
+            members = np.flatnonzero(group == g)
+            scores, order = self._memo(("segment", d, o),
+                                       lambda d=d, o=o: scored_order(self._blend(np.array([d]), np.array([o]))[0]))
+            parts.append((members, TopItems.of_order(scores, order, blocked[members], depth)))
+        top = TopItems.stack(len(demo), depth, parts)
+        return TopItems(top.cols, top.vals, lambda rows, cols: self._segment_pairs(demo[rows], occ[rows], cols))
+
+    def _segment_pairs(self, demo: np.ndarray, occ: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        d = np.where(demo >= 0, self.demo_scores_[np.clip(demo, 0, None), cols], self.global_[cols])
+        o = np.where(occ >= 0, self.occ_scores_[np.clip(occ, 0, None), cols], self.global_[cols])
+        return 0.5 * (d + o)
+
+    def _top_known(self, rows: np.ndarray, blocked: sp.csr_matrix, depth: int) -> TopItems:
+        return self._segments_top(self.user_demo_[rows], self.user_occ_[rows], blocked, depth)
+
+    def _top_unknown(self, n: int, profiles: ProfileBlock | None, blocked: sp.csr_matrix, depth: int) -> TopItems:
+        return self._segments_top(*self._segments(n, profiles), blocked, depth)
 
 
 class NewUserPopularity(Popularity):

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 from recsys import schema as S
-from recsys.candidates.base import top_k
 from recsys.config import TrainConfig
 from recsys.data.load import MovieLens
 from recsys.data.replay import ReplayClock
@@ -102,10 +101,10 @@ def evaluate_window(rec: Recommender, window: LabelWindow, users: pd.DataFrame, 
         exclude = ([window.exclude.get(int(u), np.empty(0, np.int64)).tolist() for u in chunk] if window.exclude
                    else None)
         batch = rec.candidate_batch(chunk, profiles_for(users, chunk), exclude)
-        return {model: [batch.item_ids[c] for c in top_k(scores, K)]
-                for model, scores in {RANKER: rec.score_batch(batch), **batch.scores}.items()}
+        ranked = [batch.item_ids[batch.pair_col[b]] for b in rec.best(batch, rec.score_pairs(batch), K)]
+        return {RANKER: ranked, **{name: batch.top_items(name, K) for name in batch.tops}}
 
-    chunks = rec.user_batches(ids, max_cells)  # bounded memory: the scores are dense users x items per model
+    chunks = rec.user_batches(ids, max_cells)  # bounded memory: a batch's dense scores are users x items
     for chunk, found in zip(chunks, thread_map(tops, chunks), strict=True):
         for model, items in found.items():
             top.setdefault(model, {}).update(zip(chunk.tolist(), items, strict=True))

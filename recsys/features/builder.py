@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from recsys import schema as S
-from recsys.candidates.base import CandidateGenerator
+from recsys.candidates.base import CandidateGenerator, exact_top
 from recsys.data.load import genre_names
 from recsys.data.matrix import InteractionData
 from recsys.profiles import ProfileBlock
@@ -41,21 +41,35 @@ PERSONAL_SCORES = ("ease", "item_knn", "recent_item_knn", "als")
 
 @dataclass
 class CandidateBatch:
-    """Candidates of a batch of users as flat (row, item column) pairs plus every generator's dense scores."""
+    """Candidates of a batch of users as flat (row, item column) pairs, with every generator's score and rank at
+    each pair and its own top items."""
 
     user_ids: np.ndarray
     profiles: ProfileBlock
     pair_user: np.ndarray
-    """Index into ``user_ids`` of each pair."""
+    """Index into ``user_ids`` of each pair (sorted, then by column)."""
     pair_col: np.ndarray
     """Catalog column of each pair."""
     scores: dict[str, np.ndarray]
+    """Generator -> its score at each pair."""
     ranks: dict[str, np.ndarray]
+    """Generator -> its rank (1 = best) of each pair's item for the pair's user."""
+    best: dict[str, np.ndarray]
+    """Generator -> each user's best score over the items not blocked (-inf when none is left)."""
+    tops: dict[str, np.ndarray]
+    """Generator -> (users, per_generator) its top columns for each user, best first; -1 pads."""
     item_ids: np.ndarray
 
     @property
     def items(self) -> np.ndarray:
         return self.item_ids[self.pair_col]
+
+    def top_items(self, name: str, k: int) -> list[np.ndarray]:
+        """Generator ``name``'s top ``k`` item ids for each user (``k`` at most its per_generator)."""
+        top = self.tops[name]
+        if k > top.shape[1]:
+            raise ValueError(f"top {k} of {name}: the batch keeps its top {top.shape[1]}")
+        return [self.item_ids[row[row >= 0]] for row in top[:, :k]]
 
 
 class Stage1:
@@ -66,8 +80,9 @@ class Stage1:
         self.generators = generators
         self.per_generator = per_generator
         self.rank_depth = rank_depth
-        """Rank only the top ``rank_depth`` items of each generator exactly (the rest share rank depth + 1): a
-        partition instead of a full sort of the catalog per user. None: every item's exact rank."""
+        """Rank only the top ``rank_depth`` items of each generator exactly (the rest share rank depth + 1), from
+        each generator's bounded answer (:meth:`CandidateGenerator.top`): the cost follows users x depth instead of
+        users x catalog. None: every item's exact rank, from the dense scores."""
         self._cold: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         """Per generator that ignores profiles: the scores, ranks and top columns of a user without history."""
 
@@ -80,35 +95,26 @@ class Stage1:
             self.fit_seconds_[name] = time.perf_counter() - t0
         return self
 
+    def _depth(self, n_items: int) -> int | None:
+        """How deep ranks are exact, when that is less than the catalog (else None: every rank)."""
+        if self.rank_depth is None or max(self.rank_depth, self.per_generator) >= n_items:
+            return None
+        return max(self.rank_depth, self.per_generator)
+
     def _ranked(self, masked: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rank of every item, 1 = best; the top ``per_generator`` columns; whether each of those is finite)."""
         n_items = masked.shape[1]
-        depth = self.rank_depth
-        if depth is not None and max(depth, self.per_generator) < n_items and len(masked):
-            return self._ranked_top(masked, max(depth, self.per_generator))
-        order = np.argsort(-masked, axis=1, kind="stable")
-        rank = np.empty_like(order)
-        np.put_along_axis(rank, order, np.arange(1, n_items + 1)[None, :], axis=1)
+        depth = self._depth(n_items)
+        if depth is not None and len(masked):
+            order = exact_top(masked, depth)
+            rank = np.full(masked.shape, depth + 1, dtype=np.float32)
+            np.put_along_axis(rank, order, np.arange(1, depth + 1, dtype=np.float32)[None, :], axis=1)
+        else:
+            order = np.argsort(-masked, axis=1, kind="stable")
+            rank = np.empty_like(order)
+            np.put_along_axis(rank, order, np.arange(1, n_items + 1)[None, :], axis=1)
+            rank = rank.astype(np.float32)
         top = order[:, :min(self.per_generator, n_items)]
-        return rank.astype(np.float32), top, np.isfinite(np.take_along_axis(masked, top, axis=1))
-
-    def _ranked_top(self, masked: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`_ranked` with exact ranks for the top ``depth`` (ties by lower column, as the stable sort) and
-        ``depth + 1`` for the rest, in O(items) per user."""
-        neg = -masked
-        part = np.argpartition(neg, depth - 1, axis=1)[:, :depth]  # the top depth, ties at the boundary arbitrary
-        kth = np.take_along_axis(neg, part[:, depth - 1:depth], axis=1)
-        # rows whose items tied with the depth-th lie on both sides of it: the stable sort keeps the lowest columns
-        straddle = np.flatnonzero((neg == kth).sum(axis=1) > (np.take_along_axis(neg, part, axis=1) == kth).sum(1))
-        for r in straddle:
-            better = np.flatnonzero(neg[r] < kth[r, 0])
-            part[r] = np.concatenate([better, np.flatnonzero(neg[r] == kth[r, 0])[:depth - len(better)]])
-        part.sort(axis=1)
-        order = np.take_along_axis(part, np.argsort(np.take_along_axis(neg, part, axis=1), axis=1, kind="stable"),
-                                   axis=1)
-        rank = np.full(masked.shape, depth + 1, dtype=np.float32)
-        np.put_along_axis(rank, order, np.arange(1, depth + 1, dtype=np.float32)[None, :], axis=1)
-        top = order[:, :self.per_generator]
         return rank, top, np.isfinite(np.take_along_axis(masked, top, axis=1))
 
     def _cold_rows(self, name: str, gen: CandidateGenerator) -> tuple[np.ndarray, ...]:
@@ -118,9 +124,49 @@ class Stage1:
         return self._cold[name]
 
     def candidates(self, user_ids: np.ndarray, profiles: ProfileBlock | pd.DataFrame | None,
-                   exclude: list[list[int]] | None = None) -> CandidateBatch:
+                   exclude: list[list[int]] | None = None, *, dense: bool = False) -> CandidateBatch:
+        """The union of every generator's top ``per_generator`` unseen, non-excluded items per user.
+
+        With a rank depth the batch comes from each generator's bounded answer; ``dense`` builds it from the dense
+        scores instead, the reference the bounded path equals (tests, ``benchmarks/candidates.py``)."""
         ids = np.asarray(user_ids, dtype=np.int64)
         profiles = ProfileBlock.of(profiles, len(ids))
+        any_gen = next(iter(self.generators.values()))
+        depth = self._depth(len(any_gen.item_ids_))
+        if depth is not None and not dense:
+            return self._bounded_candidates(ids, profiles, exclude, depth)
+        return self._dense_candidates(ids, profiles, exclude)
+
+    def _bounded_candidates(self, ids: np.ndarray, profiles: ProfileBlock, exclude: list[list[int]] | None,
+                            depth: int) -> CandidateBatch:
+        """:meth:`candidates` from each generator's top ``depth`` and its scores at the union's pairs."""
+        any_gen = next(iter(self.generators.values()))
+        n_items = len(any_gen.item_ids_)
+        blocked = any_gen.blocked(ids, exclude)
+        found = {name: gen.top(ids, profiles, blocked, depth) for name, gen in self.generators.items()}
+        union = np.zeros((len(ids), n_items), dtype=bool)
+        for top in found.values():
+            r, j = np.nonzero(top.cols[:, :self.per_generator] >= 0)
+            union[r, top.cols[r, j]] = True
+        pair_user, pair_col = np.nonzero(union)
+        codes = pair_user * n_items + pair_col  # sorted: np.nonzero is row-major
+        scores, ranks, best, tops = {}, {}, {}, {}
+        for name, top in found.items():
+            cols = top.cols
+            r, j = np.nonzero(cols >= 0)
+            at = np.searchsorted(codes, r * n_items + cols[r, j])
+            ok = at < len(codes)
+            ok[ok] = codes[at[ok]] == (r * n_items + cols[r, j])[ok]
+            ranks[name] = np.full(len(codes), depth + 1, dtype=np.float32)
+            ranks[name][at[ok]] = j[ok] + 1
+            scores[name] = top.score_at(pair_user, pair_col)
+            best[name] = top.vals[:, 0]
+            tops[name] = cols[:, :self.per_generator]
+        return CandidateBatch(ids, profiles, pair_user, pair_col, scores, ranks, best, tops, any_gen.item_ids_)
+
+    def _dense_candidates(self, ids: np.ndarray, profiles: ProfileBlock, exclude: list[list[int]] | None
+                          ) -> CandidateBatch:
+        """:meth:`candidates` from every generator's dense scores over the catalog."""
         any_gen = next(iter(self.generators.values()))
         n_items = len(any_gen.item_ids_)
         # Users without history have seen nothing, so without exclusions nothing is blocked, and a generator that
@@ -131,7 +177,7 @@ class Stage1:
         if not cold:
             block_r, block_c = any_gen.blocked(ids, exclude).nonzero()
         union = np.zeros((len(ids), n_items), dtype=bool)
-        scores, ranks = {}, {}
+        dense: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for name, gen in self.generators.items():
             if cold and not gen.profile_aware:
                 shape = (len(ids), n_items)
@@ -145,9 +191,14 @@ class Stage1:
                     masked[block_r, block_c] = -np.inf
                 rank, top, finite = self._ranked(masked)
             np.put_along_axis(union, top, finite | np.take_along_axis(union, top, axis=1), axis=1)
-            scores[name], ranks[name] = masked, rank
+            dense[name] = masked, rank, np.where(finite, top, -1)
         pair_user, pair_col = np.nonzero(union)
-        return CandidateBatch(ids, profiles, pair_user, pair_col, scores, ranks, any_gen.item_ids_)
+        scores, ranks, best, tops = {}, {}, {}, {}
+        for name, (masked, rank, top) in dense.items():
+            scores[name], ranks[name] = masked[pair_user, pair_col], rank[pair_user, pair_col]
+            best[name] = np.max(np.where(np.isfinite(masked), masked, -np.inf), axis=1, initial=-np.inf)
+            tops[name] = top
+        return CandidateBatch(ids, profiles, pair_user, pair_col, scores, ranks, best, tops, any_gen.item_ids_)
 
     def save(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
@@ -254,12 +305,11 @@ class FeatureBuilder:
         """Feature matrix (float32, one row per candidate pair) and its column names."""
         pu, pc = batch.pair_user, batch.pair_col
         cols: list[np.ndarray] = []
-        for name in batch.scores:
-            s = batch.scores[name]
-            cols += [s[pu, pc], batch.ranks[name][pu, pc]]
+        for name, s in batch.scores.items():
+            cols += [s, batch.ranks[name]]
             if name in PERSONAL_SCORES:
-                top = np.max(np.where(np.isfinite(s), s, -np.inf), axis=1)
-                cols.append(_safe_div(s[pu, pc], np.where(top > 0, top, 0)[pu]))
+                top = batch.best[name]
+                cols.append(_safe_div(s, np.where(top > 0, top, 0)[pu]))
         cols += [v[pc] for v in self.item_.values()]
 
         urow = np.searchsorted(self.user_ids_, batch.user_ids)

@@ -76,23 +76,20 @@ def _answers(rec: Recommender, keys: pd.DataFrame, profiles: pd.DataFrame, n: in
 
 
 def _answers_of(rec: Recommender, keys: pd.DataFrame, profiles: pd.DataFrame, n: int) -> pd.DataFrame:
-    from recsys.candidates.base import top_k
     from recsys.profiles import ProfileBlock
 
     cold = keys[FALLBACK].to_numpy(bool)
     ids = np.where(cold, UNKNOWN_USER, keys[S.USER].to_numpy(np.int64))
     batch = rec.candidate_batch(ids, ProfileBlock.from_frame(profiles))
     x, names = rec.features.transform(batch)
-    dense = rec.score_batch(batch)
-    pair = np.full(dense.shape, -1, dtype=np.int64)
-    pair[batch.pair_user, batch.pair_col] = np.arange(len(batch.pair_user))
-    tops = top_k(dense, n)
-    which = np.concatenate([np.full(len(cols), i) for i, cols in enumerate(tops)]).astype(np.int64)
-    cols = np.concatenate(tops).astype(np.int64)
-    frame = pd.DataFrame(x[pair[which, cols]], columns=names)
-    frame.insert(0, S.SCORE, dense[which, cols])
-    frame.insert(0, S.RANK, np.concatenate([np.arange(1, len(c) + 1) for c in tops]).astype(np.int64))
-    frame.insert(0, S.ITEM, batch.item_ids[cols].astype(np.int64))
+    scores = rec.score_pairs(batch)
+    tops = rec.best(batch, scores, n)
+    which = np.concatenate([np.full(len(b), i) for i, b in enumerate(tops)]).astype(np.int64)
+    pairs = np.concatenate(tops).astype(np.int64)
+    frame = pd.DataFrame(x[pairs], columns=names)
+    frame.insert(0, S.SCORE, scores[pairs])
+    frame.insert(0, S.RANK, np.concatenate([np.arange(1, len(b) + 1) for b in tops]).astype(np.int64))
+    frame.insert(0, S.ITEM, batch.item_ids[batch.pair_col[pairs]].astype(np.int64))
     frame.insert(0, FALLBACK, cold[which])
     frame.insert(0, S.USER, keys[S.USER].to_numpy(np.int64)[which])
     return frame

@@ -98,10 +98,10 @@ class FittedWindow:
         """The window's users in bounded batches (one, possibly empty, for a small window)."""
         return user_chunks(self.user_ids, self.data.n_items, max_cells)
 
-    def candidates(self, ids: np.ndarray) -> CandidateBatch:
+    def candidates(self, ids: np.ndarray, dense: bool = False) -> CandidateBatch:
         exclude = ([self.window.exclude.get(int(u), np.empty(0, np.int64)).tolist() for u in ids]
                    if self.window.exclude else None)
-        return self.stage1.candidates(ids, profiles_for(self.users, ids), exclude)
+        return self.stage1.candidates(ids, profiles_for(self.users, ids), exclude, dense=dense)
 
     def batches(self, max_cells: int = BATCH_CELLS) -> Iterator[CandidateBatch]:
         """Candidates of the window's users, a bounded batch at a time."""

@@ -27,7 +27,7 @@ import pandas as pd
 
 from recsys import schema as S
 from recsys.artifacts import save_npz
-from recsys.candidates.base import top_k
+from recsys.candidates.base import best_pairs
 from recsys.features.builder import BATCH_CELLS, CandidateBatch, FeatureBuilder, Stage1, user_chunks
 from recsys.parallel import thread_map
 from recsys.profiles import ProfileBlock
@@ -131,15 +131,16 @@ class Recommender:
         """``user_ids`` in batches an offline pass over many users scores at a time (:func:`user_chunks`)."""
         return user_chunks(user_ids, len(next(iter(self.stage1.generators.values())).item_ids_), max_cells)
 
-    def score_batch(self, batch: CandidateBatch) -> np.ndarray:
-        """Dense (users, catalog) ranker scores; non-candidates are -inf."""
+    def score_pairs(self, batch: CandidateBatch) -> np.ndarray:
+        """The ranker's score of each candidate pair of ``batch`` (float64)."""
         x, names = self.features.transform(batch)
         if names != self.feature_names:
             raise BundleError("feature schema of the builder differs from the booster's")
-        dense = np.full((len(batch.user_ids), len(batch.item_ids)), -np.inf)
-        if len(x):
-            dense[batch.pair_user, batch.pair_col] = self._predict(x)
-        return dense
+        return np.asarray(self._predict(x), dtype=np.float64) if len(x) else np.empty(0)
+
+    def best(self, batch: CandidateBatch, scores: np.ndarray, n: int) -> list[np.ndarray]:
+        """Per user of ``batch``, the indices of its ``n`` best pairs by ranker ``scores`` (ties by lower column)."""
+        return best_pairs(batch.pair_user, batch.pair_col, scores, len(batch.user_ids), n)
 
     def compile_trees(self, cache_dir: Path | None = None, tolerance: float = 1e-9) -> None:
         """Score with the booster's trees compiled to machine code (:func:`compile_trees`) from now on.
@@ -164,9 +165,9 @@ class Recommender:
         if not 1 <= n <= 1000:
             raise ValueError(f"n must be in 1..1000, got {n}")
         batch = self.candidate_batch(np.asarray(user_ids, dtype=np.int64), profiles, exclude)
-        dense = self.score_batch(batch)
-        lists = [list(map(Recommendation, batch.item_ids[cols].tolist(), dense[i, cols].tolist()))
-                 for i, cols in enumerate(top_k(dense, n))]
+        scores = self.score_pairs(batch)
+        lists = [list(map(Recommendation, batch.item_ids[batch.pair_col[b]].tolist(), scores[b].tolist()))
+                 for b in self.best(batch, scores, n)]
         return lists, np.bincount(batch.pair_user, minlength=len(batch.user_ids))
 
     def recommend_batch(self, user_ids: np.ndarray | list[int], n: int = K,

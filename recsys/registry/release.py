@@ -72,7 +72,7 @@ def schema_problems(rec: Recommender, known_users: np.ndarray, n: int = K) -> li
     """Smoke-test a bundle the way serving will use it; an empty list means it passed.
 
     Known and unknown users must each get ``n`` distinct catalog items with finite, descending scores, and the
-    feature builder must produce exactly the booster's features (score_batch checks that).
+    feature builder must produce exactly the booster's features (score_pairs checks that).
     """
     problems: list[str] = []
     catalog = set(next(iter(rec.stage1.generators.values())).item_ids_.tolist())

@@ -166,6 +166,39 @@ def test_recommend_batch_agrees_with_candidates(fitted: CandidateGenerator, data
         np.testing.assert_allclose(got.scores, one.scores)
 
 
+def textbook_top(scores: np.ndarray, blocked, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """A full stable sort of the masked scores, cut at ``depth``; -1 / -inf where fewer items are left."""
+    masked = scores.copy()
+    masked[blocked.nonzero()] = -np.inf
+    order = np.argsort(-masked, axis=1, kind="stable")[:, :depth]
+    vals = np.take_along_axis(masked, order, axis=1)
+    cols = np.where(np.isfinite(vals), order, -1)
+    pad = depth - cols.shape[1]
+    return (np.pad(cols, ((0, 0), (0, pad)), constant_values=-1),
+            np.pad(np.where(cols >= 0, vals, -np.inf), ((0, 0), (0, pad)), constant_values=-np.inf))
+
+
+@pytest.mark.parametrize("depth", [1, 4, 9, 50])
+def test_bounded_answers_are_the_dense_ones(fitted: CandidateGenerator, data: InteractionData, depth: int) -> None:
+    """``top`` (what Stage1 uses with a rank depth) gives the dense scores' answer and their values at the pairs not
+    blocked, exactly: known users, users without history with and without a profile, exclusions, ties, and rows
+    shorter than depth."""
+    ids = np.array([*data.user_ids.tolist(), UNKNOWN_USER, UNKNOWN_USER + 1, UNKNOWN_USER + 2])
+    profiles = pd.DataFrame([PROFILE] * (len(ids) - 2) + [{}, {**PROFILE, schema.OCCUPATION: "astronaut"}],
+                            columns=list(schema.PROFILE_FIELDS))
+    exclude = [[int(data.item_ids[(3 * i) % data.n_items]), int(data.item_ids[(7 * i) % data.n_items])]
+               for i in range(len(ids))]
+    blocked = fitted.blocked(ids, exclude)
+    dense = fitted.score(ids, profiles)
+    want_cols, want_vals = textbook_top(dense, blocked, depth)
+    top = fitted.top(ids, profiles, blocked, depth)
+    np.testing.assert_array_equal(top.cols, want_cols)
+    np.testing.assert_array_equal(top.vals, want_vals)
+    free = ~blocked.toarray().astype(bool)
+    pair_user, pair_col = np.nonzero(free)
+    np.testing.assert_array_equal(top.score_at(pair_user, pair_col), dense[free])
+
+
 def test_save_load_roundtrip(fitted: CandidateGenerator, tmp_path: Path) -> None:
     fitted.save(tmp_path / "gen")
     loaded = CandidateGenerator.load(tmp_path / "gen")

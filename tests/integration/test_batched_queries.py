@@ -36,6 +36,41 @@ def test_queries_do_not_depend_on_the_batch_size(movielens: Path) -> None:
     assert batched.feature_names == whole.feature_names
 
 
+def test_bounded_candidates_equal_the_dense_ones_on_movielens(movielens: Path) -> None:
+    """With a rank depth, stage 1 builds a batch from each generator's top (:meth:`CandidateGenerator.top`) at a
+    cost in users x depth; the batch, and so the features, are the dense path's, for every generator (bounded EASE
+    and item-kNN, ALS), known and new users and exclusions."""
+    import pandas as pd
+
+    ml = load_movielens(movielens)
+    clock = ReplayClock.from_interactions(ml.interactions)
+    window = temporal_window(ml.interactions, clock, 16, 4)
+    cfg = CandidateConfig(per_generator=20, rank_depth=40, ease_max_items=300, knn_max_items=500, als_factors=8,
+                          tune=False)
+    fitted = fit_window(window, ml.items, ml.users, cfg)
+    known = fitted.data.user_ids[::7]
+    new = np.setdiff1d(ml.users["user_id"].to_numpy(), fitted.data.user_ids)[:40]
+    ids = np.concatenate([known, new])
+    exclude = [ml.items["item_id"].to_numpy()[(i * 13) % 1600:(i * 13) % 1600 + (i % 5)].tolist()
+               for i in range(len(ids))]
+    profiles = ml.users.set_index("user_id").reindex(ids).reset_index()
+    stage1 = fitted.stage1
+    for ex in (None, exclude):
+        got = stage1.candidates(ids, profiles, ex)
+        want = stage1.candidates(ids, profiles, ex, dense=True)
+        np.testing.assert_array_equal(got.pair_user, want.pair_user)
+        np.testing.assert_array_equal(got.pair_col, want.pair_col)
+        assert list(got.scores) == list(want.scores) == list(stage1.generators)
+        for name in stage1.generators:
+            for field in ("scores", "ranks", "best", "tops"):
+                np.testing.assert_array_equal(getattr(got, field)[name], getattr(want, field)[name],
+                                              err_msg=f"{name} {field}")
+        x_got, names = fitted.features.transform(got)
+        x_want, _ = fitted.features.transform(want)
+        np.testing.assert_array_equal(x_got, x_want)
+        assert pd.Index(names).is_unique and len(got.pair_user) > 20 * len(ids)
+
+
 def test_label_windows_built_on_dask_workers_equal_the_local_ones(movielens: Path) -> None:
     from recsys.config import RankerConfig
     from recsys.ranking.distributed import build_windows

@@ -144,3 +144,44 @@ def test_window_labels_are_the_positives_gains_looked_up_by_pair(graded: bool) -
     np.testing.assert_array_equal(got, want)
     assert (got > 0).sum() > 100
     assert not Positives.of(positives.iloc[:0], graded).labels(users, items).any()
+
+
+@pytest.mark.parametrize("depth", [1, 5, 12, 40, 80])
+def test_bounded_columns_give_the_dense_rows_top(depth: int) -> None:
+    """EASE over its most popular items scores only those columns (0 elsewhere): its bounded top must be the stable
+    sort of the dense row, with entries above 0, the zeros by column, and entries below 0, blocked items left out."""
+    from recsys.candidates.base import TopItems
+
+    rng = np.random.default_rng(depth)
+    n, columns = 60, np.sort(rng.choice(60, size=15, replace=False))
+    sub = np.round(rng.normal(size=(30, 15)), 1).astype(np.float32)  # ties, exact zeros, negatives
+    sub[0] = -1.0  # a row of negatives only
+    mask = rng.random((30, n)) < 0.3
+    mask[1] = True  # a user who has seen everything
+    mask[2, :45] = True  # fewer zeros left than depth: the negatives follow
+    blocked = sp.csr_matrix(mask, dtype=np.float32)
+    dense = np.zeros((30, n))
+    dense[:, columns] = sub
+    dense[mask] = -np.inf
+    order = np.argsort(-dense, axis=1, kind="stable")[:, :depth]
+    want = np.take_along_axis(dense, order, axis=1)
+    want_cols = np.where(np.isfinite(want), order, -1)
+    pad = ((0, 0), (0, max(depth - n, 0)))
+    top = TopItems.of_columns(sub, columns, n, blocked, depth)
+    np.testing.assert_array_equal(top.cols, np.pad(want_cols, pad, constant_values=-1))
+    np.testing.assert_array_equal(top.vals, np.pad(np.where(want_cols >= 0, want, -np.inf), pad,
+                                                   constant_values=-np.inf))
+    r, c = np.nonzero(np.isfinite(dense))
+    np.testing.assert_array_equal(top.score_at(r, c), dense[r, c])
+
+
+def test_first_free_is_the_order_without_the_taken_items() -> None:
+    from recsys.candidates.base import first_free
+
+    rng = np.random.default_rng(4)
+    order = rng.permutation(50)
+    taken = sp.csr_matrix(rng.random((20, 50)) < 0.4)
+    got = first_free(order, taken, 30)
+    for row in range(20):
+        free = [c for c in order if not taken[row, c]][:30]
+        np.testing.assert_array_equal(got[row], free + [-1] * (30 - len(free)))
