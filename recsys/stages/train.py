@@ -11,6 +11,7 @@ refit (:mod:`recsys.stages.gate`) both call it. The bundle directory holds only 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +63,8 @@ class TrainResult(StageResult):
     fit_seconds: float | None = Field(description="None when reused")
     fit_ranker_seconds: float | None
     stage_seconds: dict[str, float] | None = Field(None, description="wall time per step: tuning, generators_fit, "
-                                                   "features_fit, candidates, features, ranker, final_fit")
+                                                   "features_fit, candidates, features, ranker, final_fit; then "
+                                                   "holdout, reference, answers, save, log")
     best_iteration: int | None
     tracking_uri: str
     run_id: str
@@ -144,6 +146,8 @@ def train_model(settings: Settings, data: TrainingData, as_of_week: int, config:
         result = train_recommender(ml, clock, as_of_week, config, progress=track)
     h = config.backtest.horizon
     holdout, summary, held_out = None, None, None
+    after: dict[str, float] = {}  # wall seconds of the steps after the training itself
+    t0 = time.perf_counter()
     if as_of_week + h <= clock.n_weeks:
         with reporter.status(f"evaluating on weeks {as_of_week}..{as_of_week + h - 1} …"):
             window = temporal_window(ml.interactions, clock, as_of_week, h)
@@ -157,10 +161,16 @@ def train_model(settings: Settings, data: TrainingData, as_of_week: int, config:
     report = {"as_of_week": as_of_week, "data_hash": ml.data_hash, "train": info, "holdout": summary}
     metrics = summary["metrics"]["all"].get("ranker", {}) if summary else {}
     bundle = out_dir or settings.models_dir / f"week={as_of_week:02d}"
+    after["holdout"], t0 = time.perf_counter() - t0, time.perf_counter()
     with reporter.status("building the drift reference …"):
         reference, described = drift_reference(settings, data, as_of_week, result.recommender)
+    after["reference"], t0 = time.perf_counter() - t0, time.perf_counter()
+    with reporter.status("ranking every known user (the bundle's precomputed answers) …"):
+        result.recommender.ranked = result.recommender.rank_known()
+    after["answers"], t0 = time.perf_counter() - t0, time.perf_counter()
     result.recommender.save(bundle, extra={"metrics": metrics, "train_info": info, "reference": described,
                                            **(tags or {})}, frames={REFERENCE_FILE: reference})
+    after["save"], t0 = time.perf_counter() - t0, time.perf_counter()
     # the report sits beside the checksummed model files; it is not part of the model
     metrics_path = bundle / "metrics.json"
     metrics_path.write_text(json.dumps(report, indent=2, default=str))
@@ -176,12 +186,13 @@ def train_model(settings: Settings, data: TrainingData, as_of_week: int, config:
                                            version_tags=tags)
     finally:
         audit.close()
+    after["log"] = time.perf_counter() - t0
     return TrainResult(
         as_of_week=as_of_week, data_source=data.source, data_hash=ml.data_hash, bundle=bundle,
         metrics_path=metrics_path,
         holdout=held_out,
         fit_seconds=float(result.info["fit_seconds"]), fit_ranker_seconds=float(result.info["fit_ranker_seconds"]),
-        stage_seconds=result.info.get("stage_seconds"),
+        stage_seconds={**result.info.get("stage_seconds", {}), **{k: round(v, 2) for k, v in after.items()}},
         best_iteration=int(result.info["best_iteration"]), tracking_uri=uri, run_id=logged.run_id,
         run_key=logged.run_key, model_name=settings.model_name,
         version=None if version is None else version.version, created=bool(version and version.created))
