@@ -1,9 +1,10 @@
 """The ranker on a Dask cluster, through LightGBM's own Dask integration (``lightgbm.dask.DaskLGBMRanker``).
 
-``ranker.engine: dask`` builds the label windows' query frames here, one window per task (the data sent to every
-worker once), and trains here: on a ``distributed.LocalCluster`` of ``ranker.dask_workers`` one-thread worker
-processes, or on the scheduler at ``ranker.dask_address`` (a real cluster, e.g. the Dask Helm chart's). The query
-frame is cut into chunks of whole queries (a LambdaRank query must not straddle two workers), one per worker.
+``ranker.engine: dask`` builds the label windows' query frames here, one window per task (the workers read the
+validated store's weeks themselves, or get the data sent once), and trains here: on a ``distributed.LocalCluster``
+of ``ranker.dask_workers`` one-thread worker processes, or on the scheduler at ``ranker.dask_address`` (a real
+cluster, e.g. the Dask Helm chart's). The query frame is cut into chunks of whole queries (a LambdaRank query must
+not straddle two workers), one per worker.
 
 ``DaskLGBMRanker`` has no early stopping, so with a validation frame the ensemble is trained for ``n_estimators``
 rounds with the validation NDCG@10 recorded, then cut to its best iteration: the model early stopping would keep,
@@ -13,8 +14,9 @@ at the cost of the rounds after it. The local engine (``recsys.ranking.ranker``)
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
@@ -23,10 +25,10 @@ import numpy as np
 from recsys.config import CandidateConfig, RankerConfig
 from recsys.data.load import MovieLens
 from recsys.data.replay import ReplayClock
-from recsys.ranking.queries import QueryFrame, window_frame
+from recsys.ranking.queries import QueryFrame, window_frame, window_frame_of_weeks
 
 if TYPE_CHECKING:
-    from distributed import Client
+    from distributed import Client, Future
 
 # lgb.train's parameter names that the scikit-learn-style estimator takes under another name; the threads are
 # the workers' own (lightgbm.dask sets them from each worker's thread count and ignores any given)
@@ -86,16 +88,44 @@ def _stdout_to_stderr() -> None:
 
 
 def build_windows(cfg: RankerConfig, ml: MovieLens, clock: ReplayClock, starts: list[int], horizon: int,
-                  candidates: CandidateConfig, graded: bool) -> dict[int, tuple[QueryFrame, dict[str, float]]]:
+                  candidates: CandidateConfig, graded: bool, store: Mapping[int, Path] | None = None
+                  ) -> dict[int, tuple[QueryFrame, dict[str, float]]]:
     """The label windows' query frames built on the cluster, one window per task (``window_frame``: stage 1, the
-    features, the candidates in batches), the data sent to every worker once; keyed by start week."""
+    features, the candidates in batches); keyed by start week.
+
+    With ``store`` (the validated store's file of each week of ``ml``'s interactions, on storage the workers share)
+    the workers read the interactions themselves: a Dask DataFrame of one partition per stored week, each read
+    once on a worker, and each window's task takes the weeks before its end. Without it the interactions are sent
+    to every worker once."""
     if not starts:
         return {}
     with dask_client(cfg) as client:
-        data = client.scatter(ml, broadcast=True)
-        futures = [client.submit(window_frame, data, clock, start, horizon, candidates, graded, pure=False)
-                   for start in starts]
+        if store:
+            weeks = stored_weeks(client, store)
+            tables = client.scatter((ml.users, ml.items), broadcast=True)
+            futures = [client.submit(window_frame_of_weeks, tables, clock, start, horizon, candidates, graded,
+                                     *[part for week, part in weeks.items() if week < start + horizon], pure=False)
+                       for start in starts]
+        else:
+            data = client.scatter(ml, broadcast=True)
+            futures = [client.submit(window_frame, data, clock, start, horizon, candidates, graded, pure=False)
+                       for start in starts]
         return dict(zip(starts, client.gather(futures), strict=True))
+
+
+def stored_weeks(client: Client, store: Mapping[int, Path]) -> dict[int, Future]:
+    """The stored weeks read on the cluster: ``dask.dataframe.from_map`` over the week files (one partition per
+    week), computed there; week -> the future of its frame, in week order."""
+    import dask.dataframe as dd
+    import pandas as pd
+
+    from recsys import schema as S
+    from recsys.validation.store import read_week
+
+    weeks = sorted(store)
+    meta = pd.DataFrame({c: pd.Series(dtype=t) for c, t in S.INTERACTION_DTYPES.items()})
+    frame = dd.from_map(read_week, [store[w] for w in weeks], meta=meta, enforce_metadata=False)
+    return dict(zip(weeks, client.compute(frame.to_delayed()), strict=True))
 
 
 def _as_dask(q: QueryFrame, n_chunks: int) -> tuple[Any, Any, Any]:

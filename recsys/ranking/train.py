@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -127,8 +128,11 @@ def check_as_of_week(as_of_week: int, clock: ReplayClock, cfg: TrainConfig) -> N
 
 def train_recommender(ml: MovieLens, clock: ReplayClock, as_of_week: int, cfg: TrainConfig,
                       cache: WindowCache | None = None,
-                      progress: Callable[[Iterable[int]], Iterable[int]] = lambda x: x) -> TrainResult:
-    """Train the two-stage recommender on weeks < ``as_of_week`` (see the module docstring)."""
+                      progress: Callable[[Iterable[int]], Iterable[int]] = lambda x: x,
+                      store: Mapping[int, Path] | None = None) -> TrainResult:
+    """Train the two-stage recommender on weeks < ``as_of_week`` (see the module docstring). ``store``: the
+    validated store's file of each week of ``ml``'s interactions, which the Dask engine's workers read themselves
+    instead of receiving the interactions."""
     t0 = time.perf_counter()
     check_as_of_week(as_of_week, clock, cfg)
     h = cfg.backtest.horizon
@@ -159,7 +163,7 @@ def train_recommender(ml: MovieLens, clock: ReplayClock, as_of_week: int, cfg: T
         needed = [s for s in dict.fromkeys([*starts, as_of_week - h, *recent]) if (s, key) not in cache.frames]
         t_windows = time.perf_counter()
         for start, (frame, steps) in build_windows(cfg.ranker, ml, clock, needed, h, cand_cfg,
-                                                   cfg.ranker.graded_labels).items():
+                                                   cfg.ranker.graded_labels, store).items():
             cache.frames[(start, key)] = frame
             add(steps)
         seconds["windows_wall"] = time.perf_counter() - t_windows

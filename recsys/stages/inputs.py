@@ -8,7 +8,7 @@ are errors that name the file and the field.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -43,6 +43,9 @@ class TrainingData:
     ml: MovieLens
     clock: ReplayClock
     source: str
+    store_weeks: dict[int, Path] = field(default_factory=dict)
+    """The store's file of each week the interactions came from (empty: the raw download); the Dask engine's
+    workers read their label windows' weeks from them."""
 
 
 def load_raw(settings: Settings) -> tuple[MovieLens, ReplayClock]:
@@ -64,7 +67,7 @@ def load_training_data(settings: Settings, through_week: int | None = None) -> T
     """
     from recsys.data.load import MovieLens
     from recsys.data.replay import ReplayClock
-    from recsys.validation.store import accepted_weeks, load_store
+    from recsys.validation.store import accepted_weeks, load_store, week_file
 
     ml, clock = load_raw(settings)
     before = None if through_week is None else through_week + 1
@@ -80,7 +83,8 @@ def load_training_data(settings: Settings, through_week: int | None = None) -> T
     gaps = f"; missing (not validated): {missing}" if missing else ""
     source = f"interactions: validated store, weeks {weeks[0]}..{weeks[-1]} ({len(interactions):,} rows){gaps}"
     return TrainingData(MovieLens(ml.users, ml.items, interactions, digest),
-                        ReplayClock(origin=clock.origin, n_weeks=weeks[-1] + 1), source)
+                        ReplayClock(origin=clock.origin, n_weeks=weeks[-1] + 1), source,
+                        {w: week_file(settings, w) for w in weeks})
 
 
 def _read_text(path: Path, what: str) -> str:

@@ -143,7 +143,7 @@ def train_model(settings: Settings, data: TrainingData, as_of_week: int, config:
     ml, clock = data.ml, data.clock
     reporter.note(f"training as of week {as_of_week} on weeks < {as_of_week} …")
     with reporter.progress(f"training as of week {as_of_week}", "label windows") as track:
-        result = train_recommender(ml, clock, as_of_week, config, progress=track)
+        result = train_recommender(ml, clock, as_of_week, config, progress=track, store=data.store_weeks)
     h = config.backtest.horizon
     holdout, summary, held_out = None, None, None
     after: dict[str, float] = {}  # wall seconds of the steps after the training itself

@@ -39,6 +39,11 @@ def week_dir(root: Path, week: int) -> Path:
     return root / f"week={week:02d}"
 
 
+def week_file(settings: Settings, week: int) -> Path:
+    """Where the store keeps the accepted rows of ``week``."""
+    return week_dir(settings.store_dir, week) / STORE_FILE
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
@@ -130,7 +135,7 @@ def seen_ids(settings: Settings, weeks: list[int]) -> tuple[np.ndarray, np.ndarr
     process (``validate --all`` asks for every earlier week at each week: quadratic reads otherwise)."""
     users, items = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     for w in weeks:
-        path = week_dir(settings.store_dir, w) / STORE_FILE
+        path = week_file(settings, w)
         info = path.stat()
         u, i = _week_ids(path, (info.st_mtime_ns, info.st_size))
         users.append(u)
@@ -156,14 +161,24 @@ def quarantine(settings: Settings, week: int, source: Path | None, result: dict[
     return folder
 
 
+def read_week(path: Path) -> pd.DataFrame:
+    """One stored week's interactions (what a Dask worker reads for its label windows, too)."""
+    return pd.read_parquet(path, columns=list(S.INTERACTION_DTYPES))
+
+
+def combine_weeks(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Stored weeks as one frame, sorted like the raw loader's."""
+    columns = list(S.INTERACTION_DTYPES)
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    return (frame.astype(S.INTERACTION_DTYPES).sort_values([S.TS, S.USER, S.ITEM], kind="stable")
+            .reset_index(drop=True))
+
+
 def load_store(settings: Settings, weeks: list[int] | None = None) -> tuple[pd.DataFrame, list[int], str]:
     """The accepted interactions of ``weeks`` (default: every accepted week), sorted like the raw loader's, the
     weeks, and a content hash (the raw users/items files and each week's sha256)."""
     weeks = accepted_weeks(settings) if weeks is None else weeks
-    columns = list(S.INTERACTION_DTYPES)
-    frames = [pd.read_parquet(week_dir(settings.store_dir, w) / STORE_FILE, columns=columns) for w in weeks]
-    frame = (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns))
-    frame = frame.astype(S.INTERACTION_DTYPES).sort_values([S.TS, S.USER, S.ITEM], kind="stable")
+    frame = combine_weeks([read_week(week_file(settings, w)) for w in weeks])
     digest = hashlib.sha256()
     for name in ("ml-100k.user", "ml-100k.item"):
         path = settings.raw_dir / name
@@ -172,4 +187,4 @@ def load_store(settings: Settings, weeks: list[int] | None = None) -> tuple[pd.D
     for w in weeks:
         meta = accepted_meta(settings, w) or {}
         digest.update(f"{w}:{meta.get('sha256', '')}\n".encode())
-    return frame.reset_index(drop=True), weeks, digest.hexdigest()[:16]
+    return frame, weeks, digest.hexdigest()[:16]

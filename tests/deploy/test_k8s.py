@@ -736,6 +736,12 @@ def test_dask_values_run_the_pipeline_image_with_one_thread_workers() -> None:
         env = {e["name"]: e["value"] for e in v[part]["env"]}
         assert env["OPENBLAS_NUM_THREADS"] == "1" and env["OMP_WAIT_POLICY"] == "PASSIVE"
         assert v[part]["resources"]["limits"]["memory"]
+    # the workers read the validated store's week files where the pipeline pods have them
+    claim = yaml.safe_load((K8S / "base" / "pipeline" / "pvc.yaml").read_text())["metadata"]["name"]
+    (volume,) = v["worker"]["mounts"]["volumes"]
+    (mount,) = v["worker"]["mounts"]["volumeMounts"]
+    assert volume["persistentVolumeClaim"] == {"claimName": claim, "readOnly": True}
+    assert mount == {"name": volume["name"], "mountPath": "/var/lib/recsys", "readOnly": True}
     address = f"tcp://recsys-dask-scheduler.recsys:{v['scheduler']['servicePort']}"
     assert address in (K8S / "dask" / "values.yaml").read_text()
     assert address in (REPO / "docs" / "scaling.md").read_text()

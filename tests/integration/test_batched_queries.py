@@ -89,6 +89,37 @@ def test_label_windows_built_on_dask_workers_equal_the_local_ones(movielens: Pat
     assert build_windows(RankerConfig(engine="dask"), ml, clock, [], 4, cfg, graded=True) == {}
 
 
+def test_dask_workers_read_the_validated_stores_weeks_themselves(
+        tmp_path: Path, raw_data_dir: Callable[[Path], Path]) -> None:
+    """With the store's week files the workers read the interactions (a Dask DataFrame, one partition per week,
+    gaps where a week was not accepted) and build the same windows as the local engine on the loaded store."""
+    from recsys.config import RankerConfig
+    from recsys.data.replay import interactions_of_week
+    from recsys.ranking.distributed import build_windows
+    from recsys.ranking.queries import window_frame
+    from recsys.settings import Settings
+    from recsys.stages.inputs import load_training_data
+    from recsys.validation import store
+
+    raw_data_dir(tmp_path)
+    settings = Settings(data_dir=tmp_path / "data", var_dir=tmp_path / "var")
+    ml = load_movielens(settings.raw_dir)
+    clock = ReplayClock.from_interactions(ml.interactions)
+    for week in range(21):
+        if week != 9:  # a quarantined week: not in the store
+            store.accept(settings, week, interactions_of_week(ml.interactions, clock, week), run_id="test")
+    data = load_training_data(settings)
+    assert sorted(data.store_weeks) == [w for w in range(21) if w != 9]
+    cfg = CandidateConfig(per_generator=20, tune=False)
+    built = build_windows(RankerConfig(engine="dask", dask_workers=2), data.ml, data.clock, [12, 16], 4, cfg,
+                          graded=True, store=data.store_weeks)
+    for start, (frame, _) in built.items():
+        local, _ = window_frame(data.ml, data.clock, start, 4, cfg, graded=True)
+        for name in ("x", "y", "group", "user", "item"):
+            np.testing.assert_array_equal(getattr(frame, name), getattr(local, name), err_msg=f"{start} {name}")
+        assert len(frame.group) > 50
+
+
 def test_a_training_on_the_dask_engine_builds_its_windows_there_and_keeps_stdout_for_its_json(
         tmp_path: Path, raw_data_dir: Callable[[Path], Path]) -> None:
     """`recsys train --json` on the Dask engine, in a real process: LightGBM's workers print their network set-up
