@@ -116,8 +116,8 @@ class ProfilePopularity(CandidateGenerator):
 
     def _segment_table(self, seg: np.ndarray, cols: np.ndarray, w: np.ndarray, n_seg: int, n_items: int) -> np.ndarray:
         ok = seg >= 0
-        table = np.zeros((n_seg, n_items))
-        np.add.at(table, (seg[ok], cols[ok]), w[ok])
+        table = np.bincount(seg[ok] * n_items + cols[ok], weights=w[ok], minlength=n_seg * n_items).reshape(
+            n_seg, n_items)
         totals = table.sum(axis=1, keepdims=True)
         return (table + self.shrinkage * self.global_) / (totals + self.shrinkage)
 

@@ -162,3 +162,17 @@ def load_movielens(raw_dir: Path) -> MovieLens:
     for p in paths.values():
         digest.update(p.read_bytes())
     return MovieLens(users=users, items=items, interactions=interactions, data_hash=digest.hexdigest()[:16])
+
+
+def read_week(path: Path) -> pd.DataFrame:
+    """One week of the validated store (``recsys.validation.store``): its typed interactions (what a Dask
+    worker reads for its label windows, too)."""
+    return pd.read_parquet(path, columns=list(S.INTERACTION_DTYPES))
+
+
+def combine_weeks(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Weeks of the store as one interactions frame, sorted like the raw loader's."""
+    columns = list(S.INTERACTION_DTYPES)
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    return (frame.astype(S.INTERACTION_DTYPES).sort_values([S.TS, S.USER, S.ITEM], kind="stable")
+            .reset_index(drop=True))

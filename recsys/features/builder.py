@@ -272,8 +272,10 @@ class FeatureBuilder:
         n_users = len(data.user_ids)
         ucount = np.bincount(rows, minlength=n_users).astype(np.float64)
         log_pop = np.log1p(pop)[cols]
+        # per genre, the user's count of rated items of it (bincount: np.add.at's sums, in the same order, faster)
         genre_sum = np.zeros((n_users, len(self.genres_)))
-        np.add.at(genre_sum, rows, self.item_genres_[cols])
+        for g in range(len(self.genres_)):
+            genre_sum[:, g] = np.bincount(rows, weights=self.item_genres_[cols, g], minlength=n_users)
         ufirst = pd.Series(age_days).groupby(rows).max().reindex(range(n_users)).to_numpy()
         ulast = pd.Series(age_days).groupby(rows).min().reindex(range(n_users)).to_numpy()
         self.user_ids_ = data.user_ids

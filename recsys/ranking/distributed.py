@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import numpy as np
+import pandas as pd
 
 from recsys.config import CandidateConfig, RankerConfig
 from recsys.data.load import MovieLens
 from recsys.data.replay import ReplayClock
-from recsys.ranking.queries import QueryFrame, window_frame, window_frame_of_weeks
+from recsys.ranking.queries import QueryFrame, window_frame
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -120,12 +121,23 @@ def stored_weeks(client: Client, store: Mapping[int, Path]) -> dict[int, Future]
     import pandas as pd
 
     from recsys import schema as S
-    from recsys.validation.store import read_week
+    from recsys.data.load import read_week
 
     weeks = sorted(store)
     meta = pd.DataFrame({c: pd.Series(dtype=t) for c, t in S.INTERACTION_DTYPES.items()})
     frame = dd.from_map(read_week, [store[w] for w in weeks], meta=meta, enforce_metadata=False)
     return dict(zip(weeks, client.compute(frame.to_delayed()), strict=True))
+
+
+def window_frame_of_weeks(tables: tuple[pd.DataFrame, pd.DataFrame], clock: ReplayClock, start: int, horizon: int,
+                          cfg: CandidateConfig, graded: bool, *weeks: pd.DataFrame
+                          ) -> tuple[QueryFrame, dict[str, float]]:
+    """:func:`window_frame` from the store's frames of the weeks before the window's end and the (users, items)
+    tables: what a Dask worker runs on the weeks it read (the same frame as from the whole interactions)."""
+    from recsys.data.load import combine_weeks
+
+    users, items = tables
+    return window_frame(MovieLens(users, items, combine_weeks(list(weeks)), ""), clock, start, horizon, cfg, graded)
 
 
 def _as_dask(q: QueryFrame, n_chunks: int) -> tuple[Any, Any, Any]:

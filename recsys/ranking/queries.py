@@ -131,18 +131,6 @@ def window_frame(ml: MovieLens, clock: ReplayClock, start: int, horizon: int, cf
     return frame, dict(fitted.seconds)
 
 
-def window_frame_of_weeks(tables: tuple[pd.DataFrame, pd.DataFrame], clock: ReplayClock, start: int, horizon: int,
-                          cfg: CandidateConfig, graded: bool, *weeks: pd.DataFrame
-                          ) -> tuple[QueryFrame, dict[str, float]]:
-    """:func:`window_frame` from the store's frames of the weeks before the window's end and the (users, items)
-    tables: what a Dask worker runs on the weeks it read (the same frame as from the whole interactions)."""
-    from recsys.data.load import MovieLens
-    from recsys.validation.store import combine_weeks
-
-    users, items = tables
-    return window_frame(MovieLens(users, items, combine_weeks(list(weeks)), ""), clock, start, horizon, cfg, graded)
-
-
 def _pair_codes(users: np.ndarray, items: np.ndarray) -> np.ndarray:
     """One int64 per (user id, item id) pair (both ids are 32-bit)."""
     return (np.asarray(users, dtype=np.int64) << 32) | (np.asarray(items, dtype=np.int64) & 0xFFFFFFFF)

@@ -34,7 +34,15 @@ from recsys.settings import Settings
 from recsys.validation import store
 from recsys.validation.gx_runner import GxRunner, SuiteRun
 from recsys.validation.reader import BatchFileError, find_batch_file, read_batch
-from recsys.validation.suites import History, batch_expectations, items_expectations, users_expectations
+from recsys.validation.suites import (
+    KNOWN,
+    History,
+    batch_expectations,
+    items_expectations,
+    unknown_ids,
+    users_expectations,
+    with_known_flags,
+)
 
 
 class FailedExpectation(BaseModel):
@@ -136,15 +144,19 @@ def check_batch(batch: pd.DataFrame, week: int, reference: Reference, runner: Gx
     """Validate one batch frame of ``week`` (and the reference tables unless their runs are given)."""
     history = history or History()
     now = int(time.time()) if now is None else now
-    expectations, notes = batch_expectations(week, reference.clock, now, reference.items[S.ITEM].to_numpy(),
-                                             reference.users[S.USER].to_numpy(), history)
+    ids = {S.ITEM: reference.items[S.ITEM].to_numpy(), S.USER: reference.users[S.USER].to_numpy()}
+    expectations, notes = batch_expectations(week, reference.clock, now, history)
     runs = list(reference_runs) if reference_runs is not None else check_reference(reference, runner)
-    runs.append(runner.run(f"interactions_week_{week:02d}", "interactions", expectations, batch))
-    unknown = 0
-    if S.USER in batch.columns:
-        unknown = len(set(pd.unique(batch[S.USER].dropna())) - set(reference.users[S.USER].tolist()))
-    return BatchCheck(week=week, runs=runs, failed=[f for r in runs for f in _failures(r)], notes=notes,
-                      volume_band=history.volume_band(), unknown_users=unknown)
+    runs.append(runner.run(f"interactions_week_{week:02d}", "interactions", expectations,
+                           with_known_flags(batch, ids[S.ITEM], ids[S.USER])))
+    failed = [f for r in runs for f in _failures(r)]
+    for f in failed:  # a known-id check names the id column and its unknown ids, not the derived flag's values
+        column = next((c for c, flag in KNOWN.items() if f.column == flag), None)
+        if column is not None:
+            f.column, f.examples = column, unknown_ids(batch, column, ids[column])
+    unknown = len(unknown_ids(batch, S.USER, ids[S.USER], n=len(batch)))
+    return BatchCheck(week=week, runs=runs, failed=failed, notes=notes, volume_band=history.volume_band(),
+                      unknown_users=unknown)
 
 
 def _examples(values: list[Any]) -> str:

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from recsys import schema as S
+from recsys.data.load import combine_weeks, read_week
 from recsys.settings import Settings
 from recsys.validation.suites import History, rating_counts
 
@@ -159,19 +160,6 @@ def quarantine(settings: Settings, week: int, source: Path | None, result: dict[
     (folder / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
     (folder / "summary.md").write_text(summary, encoding="utf-8")
     return folder
-
-
-def read_week(path: Path) -> pd.DataFrame:
-    """One stored week's interactions (what a Dask worker reads for its label windows, too)."""
-    return pd.read_parquet(path, columns=list(S.INTERACTION_DTYPES))
-
-
-def combine_weeks(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Stored weeks as one frame, sorted like the raw loader's."""
-    columns = list(S.INTERACTION_DTYPES)
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
-    return (frame.astype(S.INTERACTION_DTYPES).sort_values([S.TS, S.USER, S.ITEM], kind="stable")
-            .reset_index(drop=True))
 
 
 def load_store(settings: Settings, weeks: list[int] | None = None) -> tuple[pd.DataFrame, list[int], str]:

@@ -142,3 +142,22 @@ def test_inject_is_deterministic_and_rejects_unknown_faults(good: pd.DataFrame) 
     assert len(inject(good, "volume_drop")) == len(good) // 10
     with pytest.raises(ValueError, match="unknown fault"):
         inject(good, "gremlins")
+
+
+def test_unknown_ids_are_reported_by_id_column_and_value(check: Check, good: pd.DataFrame) -> None:
+    """The known-id checks run on derived flags (a value set of every id does not scale); a failure still names the
+    id column and the unknown ids, and null ids are the not-null check's, not these."""
+    bad = good.copy()
+    bad.loc[[2, 5], schema.ITEM] = np.array([99_001, 99_002], dtype="int32")
+    bad.loc[:len(bad) // 2 + 10, schema.USER] = (bad.loc[:len(bad) // 2 + 10, schema.USER] + 50_000).astype("int32")
+    result = check(bad)
+    items = next(f for f in result.failed if f.check == "item_id.known")
+    users = next(f for f in result.failed if f.check == "user_id.known_share")
+    assert (items.column, items.unexpected_count, items.examples) == (schema.ITEM, 2, [99_001, 99_002])
+    assert users.column == schema.USER and users.unexpected_count > len(bad) // 2
+    assert all(u > 50_000 for u in users.examples) and len(users.examples) == 20
+    assert result.unknown_users == bad[schema.USER].where(bad[schema.USER] > 50_000).nunique()
+    nulls = good.copy()
+    nulls[schema.ITEM] = nulls[schema.ITEM].astype("float64")
+    nulls.loc[[1, 4], schema.ITEM] = np.nan
+    assert "item_id.known" not in check(nulls).failed_checks
