@@ -40,7 +40,8 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 RECSYS = [str(Path(sys.executable).with_name("recsys"))]
 STAGES = ("synth", "replay", "validate", "train")
-TRAIN_STEPS = ("tuning", "generators_fit", "features_fit", "candidates", "features", "ranker", "final_fit")
+TRAIN_STEPS = ("tuning", "generators_fit", "features_fit", "candidates", "features", "ranker", "final_fit", "holdout",
+               "reference", "answers", "save", "log")
 
 
 def tree_rss(root: psutil.Process) -> int:
