@@ -271,7 +271,8 @@ def exact_top(masked: np.ndarray, depth: int) -> np.ndarray:
 
 def first_free(order: np.ndarray, taken: sp.csr_matrix, depth: int) -> np.ndarray:
     """Per row of ``taken`` (users x items), the first ``depth`` columns of ``order`` (a permutation of the items)
-    that the row does not hold; -1 pads. Linear in depth + the row's entries, not in the catalog."""
+    that the row does not hold; -1 pads. One pass over ``order`` per call, then depth + the row's entries per row:
+    not rows x catalog."""
     n, u = len(order), taken.shape[0]
     out = np.full((u, depth), -1, dtype=np.int64)
     if not n or not u or depth <= 0:
