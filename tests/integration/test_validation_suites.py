@@ -161,3 +161,9 @@ def test_unknown_ids_are_reported_by_id_column_and_value(check: Check, good: pd.
     nulls[schema.ITEM] = nulls[schema.ITEM].astype("float64")
     nulls.loc[[1, 4], schema.ITEM] = np.nan
     assert "item_id.known" not in check(nulls).failed_checks
+
+
+def test_a_batch_column_named_like_a_derived_flag_is_not_overwritten(check: Check, good: pd.DataFrame) -> None:
+    """A batch arriving with a column of a derived flag's name is an extra column: quarantined, not masked."""
+    result = check(good.assign(item_id_known=1.0))
+    assert "schema.columns" in result.failed_checks
