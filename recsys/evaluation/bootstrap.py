@@ -1,4 +1,10 @@
-"""Paired bootstrap confidence intervals for comparing two models on the same users."""
+"""Paired bootstrap confidence intervals for comparing two models on the same users.
+
+With ``clusters`` the resampled unit is a cluster (a user's rows over several backtest cuts): rows of one user are
+not independent, so resampling them one by one would make the interval too narrow (a cluster bootstrap, as in
+Field & Welsh 2007). The statistics are then ratios of cluster sums: the mean over the rows of the resampled
+clusters.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +30,8 @@ _MAX_BATCH_ELEMENTS = 2_000_000
 class PairedDifference:
     """Point estimates and confidence intervals for model A versus model B.
 
-    ``diff`` is mean(a) - mean(b); ``rel_gain`` is mean(a) / mean(b) - 1 (NaN when mean(b) == 0).
+    ``diff`` is mean(a) - mean(b); ``rel_gain`` is mean(a) / mean(b) - 1 (NaN when mean(b) == 0); ``n`` counts the
+    paired values and ``clusters`` the resampled clusters (None: the values were resampled).
     """
 
     mean_a: float
@@ -37,10 +44,15 @@ class PairedDifference:
     rel_ci_high: float
     n: int
     confidence: float
+    clusters: int | None = None
 
     def to_dict(self) -> dict[str, float | int]:
-        """Return the fields as a plain dict (e.g. for MLflow metrics or a JSON report)."""
-        return dataclasses.asdict(self)
+        """Return the fields as a plain dict (e.g. for MLflow metrics or a JSON report); ``clusters`` only when
+        clusters were resampled."""
+        out = dataclasses.asdict(self)
+        if self.clusters is None:
+            del out["clusters"]
+        return out
 
 
 def _mean_diff(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -53,9 +65,17 @@ def _rel_gain(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.mean(a, axis=axis) / np.mean(b, axis=axis) - 1.0
 
 
+def _cluster_diff(a: np.ndarray, b: np.ndarray, n: np.ndarray, axis: int = -1) -> np.ndarray:
+    return (np.sum(a, axis=axis) - np.sum(b, axis=axis)) / np.sum(n, axis=axis)
+
+
+def _cluster_rel_gain(a: np.ndarray, b: np.ndarray, n: np.ndarray, axis: int = -1) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sum(a, axis=axis) / np.sum(b, axis=axis) - 1.0
+
+
 def _interval(
-    a: np.ndarray,
-    b: np.ndarray,
+    samples: tuple[np.ndarray, ...],
     statistic: Callable[..., np.ndarray],
     *,
     n_resamples: int,
@@ -64,7 +84,7 @@ def _interval(
     method: Method,
 ) -> tuple[float, float]:
     """Paired bootstrap CI of ``statistic``; BCa falls back to percentile when it degenerates."""
-    batch = max(1, _MAX_BATCH_ELEMENTS // a.size)
+    batch = max(1, _MAX_BATCH_ELEMENTS // samples[0].size)
     methods: list[Method] = [method] if method == "percentile" else [method, "percentile"]
     low = high = float("nan")
     for current in methods:
@@ -74,7 +94,7 @@ def _interval(
             warnings.simplefilter("ignore", stats.DegenerateDataWarning)
             warnings.simplefilter("ignore", RuntimeWarning)
             result = stats.bootstrap(
-                (a, b),
+                samples,
                 statistic,
                 n_resamples=n_resamples,
                 batch=batch,
@@ -99,6 +119,7 @@ def paired_bootstrap(
     confidence: float = 0.95,
     seed: int = 0,
     method: Method = "BCa",
+    clusters: ArrayLike | None = None,
 ) -> PairedDifference:
     """Compare per-user metric values of model A and model B with a paired bootstrap.
 
@@ -108,7 +129,9 @@ def paired_bootstrap(
 
     BCa (the default) needs a jackknife whose cost grows quadratically with the number of users;
     pass ``method="percentile"`` for very large evaluations. BCa falls back to percentile on
-    degenerate data. Raises ValueError for mismatched lengths, n < 2 or non-finite values.
+    degenerate data. ``clusters[i]`` (optional) names the cluster of row i (for example its user, whose rows over
+    several backtest cuts are correlated): whole clusters are resampled, and ``n`` counts the clusters. Raises
+    ValueError for mismatched lengths, n < 2 or non-finite values.
     """
     x = np.asarray(a, dtype=float)
     y = np.asarray(b, dtype=float)
@@ -127,11 +150,26 @@ def paired_bootstrap(
     if method not in ("BCa", "percentile"):
         raise ValueError(f"method must be 'BCa' or 'percentile', got {method!r}")
 
+    samples: tuple[np.ndarray, ...] = (x, y)
+    diff_stat: Callable[..., np.ndarray] = _mean_diff
+    rel_stat: Callable[..., np.ndarray] = _rel_gain
+    n_clusters = None
+    if clusters is not None:
+        labels = np.asarray(clusters)
+        if labels.shape != x.shape:
+            raise ValueError(f"clusters must have one label per value, got shape {labels.shape} for {x.size} values")
+        codes = np.unique(labels, return_inverse=True)[1].ravel()
+        n_clusters = int(codes.max()) + 1
+        if n_clusters < 2:
+            raise ValueError(f"need at least 2 clusters, got {n_clusters}")
+        samples = (np.bincount(codes, x), np.bincount(codes, y), np.bincount(codes).astype(float))
+        diff_stat, rel_stat = _cluster_diff, _cluster_rel_gain
+
     mean_a, mean_b = float(x.mean()), float(y.mean())
     diff = mean_a - mean_b
     rel_gain = mean_a / mean_b - 1.0 if mean_b != 0 else float("nan")
     interval = functools.partial(
-        _interval, x, y, n_resamples=n_resamples, confidence=confidence, seed=seed, method=method
+        _interval, samples, n_resamples=n_resamples, confidence=confidence, seed=seed, method=method
     )
 
     differences = x - y
@@ -140,14 +178,14 @@ def paired_bootstrap(
         # letting float round-off (percentile) or NaN (BCa) leak into the interval.
         ci_low = ci_high = diff
     else:
-        ci_low, ci_high = interval(_mean_diff)
+        ci_low, ci_high = interval(diff_stat)
 
     if np.isnan(rel_gain):
         rel_ci_low = rel_ci_high = float("nan")
     elif np.array_equal(x, y):
         rel_ci_low = rel_ci_high = 0.0
     else:
-        rel_ci_low, rel_ci_high = interval(_rel_gain)
+        rel_ci_low, rel_ci_high = interval(rel_stat)
 
     return PairedDifference(
         mean_a=mean_a,
@@ -160,4 +198,5 @@ def paired_bootstrap(
         rel_ci_high=rel_ci_high,
         n=int(x.size),
         confidence=float(confidence),
+        clusters=n_clusters,
     )

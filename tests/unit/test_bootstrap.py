@@ -83,6 +83,49 @@ def test_reproducible_and_serialisable() -> None:
     assert isinstance(first, PairedDifference)
 
 
+def test_singleton_clusters_resample_like_values() -> None:
+    rng = np.random.default_rng(11)
+    a, b = rng.random(120), rng.random(120)
+    plain = paired_bootstrap(a, b, n_resamples=300, method="percentile")
+    clustered = paired_bootstrap(a, b, n_resamples=300, method="percentile", clusters=np.arange(120))
+    assert clustered.clusters == 120 and plain.clusters is None
+    assert clustered.to_dict()["clusters"] == 120 and "clusters" not in plain.to_dict()
+    assert clustered.diff == plain.diff
+    # the same resampled units give the same means, up to summation order
+    assert clustered.ci_low == pytest.approx(plain.ci_low, abs=1e-3)
+    assert clustered.ci_high == pytest.approx(plain.ci_high, abs=1e-3)
+
+
+def test_correlated_rows_widen_the_clustered_interval() -> None:
+    """Each user appears in 8 cuts with one shared effect: the rows are not independent, so resampling rows is
+    too confident; resampling users is not."""
+    rng = np.random.default_rng(2)
+    users = np.repeat(np.arange(60), 8)
+    effect = rng.normal(0.0, 1.0, 60)[users]
+    b = rng.random(users.size)
+    a = b + 0.1 + effect + rng.normal(0.0, 0.05, users.size)
+    rows = paired_bootstrap(a, b, n_resamples=1000, method="percentile")
+    by_user = paired_bootstrap(a, b, n_resamples=1000, method="percentile", clusters=users)
+    assert by_user.diff == rows.diff and by_user.n == rows.n == 480 and by_user.clusters == 60
+    assert (by_user.ci_high - by_user.ci_low) > 2.0 * (rows.ci_high - rows.ci_low)
+
+
+def test_clustered_mean_weighs_every_row() -> None:
+    """Clusters of unequal size: the point estimate and the interval are about the mean over rows."""
+    a = np.array([1.0, 1.0, 1.0, 0.0, 0.5, 0.2])
+    b = np.zeros(6)
+    result = paired_bootstrap(a, b, n_resamples=500, clusters=["u", "u", "u", "v", "w", "w"])
+    assert result.diff == pytest.approx(a.mean()) and result.clusters == 3
+    assert 0.0 <= result.ci_low <= result.diff <= result.ci_high <= 1.0
+
+
+def test_bad_clusters_raise() -> None:
+    with pytest.raises(ValueError, match="one label per value"):
+        paired_bootstrap([1.0, 2.0, 3.0], [0.0, 1.0, 1.0], clusters=[1, 2])
+    with pytest.raises(ValueError, match="at least 2 clusters"):
+        paired_bootstrap([1.0, 2.0, 3.0], [0.0, 1.0, 1.0], clusters=[7, 7, 7])
+
+
 @pytest.mark.parametrize(
     ("a", "b", "kwargs"),
     [
