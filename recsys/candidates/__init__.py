@@ -9,12 +9,14 @@ from recsys.candidates.popularity import (
     ProfilePopularity,
     RecentPopularity,
 )
+from recsys.candidates.sessions import CoVisitation
 
 __all__ = [
     "ALS",
     "EASE",
     "CandidateGenerator",
     "Candidates",
+    "CoVisitation",
     "ItemKNN",
     "NewUserPopularity",
     "Popularity",

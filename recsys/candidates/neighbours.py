@@ -55,6 +55,17 @@ def cosine_knn(x: sp.csr_matrix, neighbours: int, shrink: float, block: int | No
     return out
 
 
+def latest_items(last_ts: sp.csr_matrix, n: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each user's items, latest first, as (row, column, position) triples (position 0 = the latest; ties by
+    column); with ``n`` only the first ``n`` positions per row."""
+    csr = last_ts.tocsr()
+    rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
+    order = np.lexsort((csr.indices, -csr.data, rows))
+    pos = np.arange(len(order)) - csr.indptr[rows[order]]
+    keep = slice(None) if n is None else pos < n
+    return rows[order][keep], csr.indices[order][keep], pos[keep]
+
+
 class ItemKNN(CandidateGenerator):
     """score(u, j) = sum over the user's items i of sim(i, j), sim = cosine on the implicit matrix."""
 
@@ -108,20 +119,8 @@ class RecentItemKNN(ItemKNN):
 
     def _fit(self, data: InteractionData) -> None:
         super()._fit(data)
-        last = data.last_ts.tocsr()
-        rows, cols, vals = [], [], []
-        for r in range(last.shape[0]):
-            start, end = last.indptr[r], last.indptr[r + 1]
-            order = np.argsort(-last.data[start:end], kind="stable")[: self.recent_items]
-            rows.append(np.full(len(order), r))
-            cols.append(last.indices[start:end][order])
-            vals.append(self.decay ** np.arange(len(order)))
-        if rows:
-            rows_a, cols_a, vals_a = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
-        else:
-            rows_a = cols_a = np.empty(0, np.int64)
-            vals_a = np.empty(0)
-        self.recent_ = sp.csr_matrix((vals_a, (rows_a, cols_a)), shape=last.shape, dtype=np.float32)
+        rows, cols, pos = latest_items(data.last_ts, self.recent_items)
+        self.recent_ = sp.csr_matrix((self.decay ** pos, (rows, cols)), shape=data.last_ts.shape, dtype=np.float32)
 
     def _history(self, rows: np.ndarray) -> sp.csr_matrix:
         return self.recent_[rows]

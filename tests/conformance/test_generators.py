@@ -16,6 +16,7 @@ from recsys.candidates import (
     EASE,
     CandidateGenerator,
     Candidates,
+    CoVisitation,
     ItemKNN,
     NewUserPopularity,
     Popularity,
@@ -36,6 +37,7 @@ FACTORIES: dict[str, Callable[[], CandidateGenerator]] = {
     "ease": lambda: EASE(lam=1.0),
     "ease_top_items": lambda: EASE(lam=1.0, max_items=6),
     "als": lambda: ALS(factors=8, regularization=0.01, alpha=5.0, iterations=20),
+    "covisit": lambda: CoVisitation(window=2, recent_items=3, decay=0.5),
 }
 UNKNOWN_USER = 10_000
 PROFILE = {schema.AGE: 30, schema.GENDER: "F", schema.OCCUPATION: "writer", schema.ZIP: "12345"}
