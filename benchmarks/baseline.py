@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="requests whose whole answers are compared between the two (default 1000)")
     group.add_argument("--bundle", type=Path, default=None,
                        help="the bundle both serve (default: downloaded from the registry, as without --baseline)")
+    group.add_argument("--baseline-bundle", type=Path, default=None,
+                       help="the bundle the baseline serves instead (a model trained by REF's code, when the bundle "
+                            "format or the features changed: each side then serves its own model)")
 
 
 def git(*args: str) -> str:
@@ -107,14 +110,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tmp = Path(tmpdir)
         err.print(f"baseline: {args.baseline} = {commit[:10]} checked out in {tree}")
         bundle, source = bundle_for(args, tmp)
-        with err.status("compiling the bundle's trees once for both …"):
+        bundles = {"ours": bundle, "baseline": (args.baseline_bundle or bundle).resolve()}
+        if args.baseline_bundle is not None:
+            source["baseline_bundle"] = str(args.baseline_bundle)
+        with err.status("compiling the bundle's trees once …"):  # a baseline bundle: REF's servers compile it
             systems.precompile(bundle, tmp / "compiled")
         bodies = write_bodies(mix, "bento", tmp / "bento-bodies.jsonl")
-        env = systems.bundle_env(bundle, tmp / "compiled", extra)
         with contextlib.ExitStack() as stack:
             servers: dict[str, Server] = {}
             for side, code in (("ours", ROOT), ("baseline", tree)):
                 err.print(f"{side}: starting …")
+                env = systems.bundle_env(bundles[side], tmp / "compiled", extra)
                 server = systems.start_bento(tmp / f"{side}-var", args.workers, env, code_root=code, name=side)
                 servers[side] = stack.enter_context(running(server))
             for side, server in servers.items():

@@ -20,9 +20,17 @@ class BacktestConfig(BaseModel):
     last_cut: int = Field(28, ge=2, description="last test week W (W + horizon must stay inside the data)")
     step: int = Field(1, ge=1, description="weeks between two cuts")
     horizon: int = Field(4, ge=1, le=8, description="test window length in weeks")
+    report_from: int = Field(20, ge=2, description="cuts from this week on are report cuts, which no design "
+                             "choice ever looks at; the earlier ones are the design cuts every choice is made on")
 
     def cuts(self) -> list[int]:
         return list(range(self.first_cut, self.last_cut + 1, self.step))
+
+    def design_cuts(self) -> list[int]:
+        return [w for w in self.cuts() if w < self.report_from]
+
+    def report_cuts(self) -> list[int]:
+        return [w for w in self.cuts() if w >= self.report_from]
 
 
 class CandidateConfig(BaseModel):
@@ -47,6 +55,8 @@ class CandidateConfig(BaseModel):
     als_iterations: int = Field(15, ge=1, le=100)
     als_regularization: float = Field(0.05, ge=0)
     als_alpha: float = Field(2.0, gt=0, description="ALS confidence per interaction: 1 + alpha")
+    covisit_window: int = Field(3, ge=0, le=20, description="add the co-visitation (session) generator: items at "
+                                "most this many positions apart in users' sequences; 0: none")
     rank_depth: int | None = Field(None, ge=10, description="rank features exact for each generator's top "
                                    "rank_depth items, the rest share rank_depth + 1 (a partition, not a sort of the "
                                    "catalog per user); None: exact for every item")
@@ -82,15 +92,25 @@ class RankerConfig(BaseModel):
                         "label windows up to the validation one (labels still end before the cut)")
     num_leaves: int = Field(31, ge=4)
     learning_rate: float = Field(0.05, gt=0, le=1)
-    n_estimators: int = Field(400, ge=10)
+    n_estimators: int = Field(100, ge=10, description="trees (the most, with early stopping)")
     min_child_samples: int = Field(50, ge=1)
     feature_fraction: float = Field(0.8, gt=0, le=1)
     bagging_fraction: float = Field(0.8, gt=0, le=1)
     lambda_l2: float = Field(1.0, ge=0)
     max_bin: int = Field(63, ge=15, le=255, description="histogram bins per feature (fewer = faster)")
     early_stopping_rounds: int = Field(50, ge=5)
+    early_stopping: bool = Field(False, description="stop early on the validation window (patience "
+                                 "early_stopping_rounds); false: always n_estimators trees")
     num_threads: int = Field(2, ge=1)
     seed: int = 0
+    objective: Literal["lambdarank", "rank_xendcg"] = Field("lambdarank", description="LightGBM's ranking objective")
+    label_gain: list[float] | None = Field(None, description="LambdaRank's gain of each label (0, 1 and, graded, 2 "
+                                           "for a rating >= 4); None: LightGBM's 2^label - 1, i.e. 0, 1, 3")
+    truncation_level: int = Field(20, ge=1, description="LambdaRank's truncation level: pairs are formed with the top "
+                                  "this many of each query")
+    blend_with: str | None = Field("ease", description="a generator whose normalised score the ranker's is blended "
+                                   "with, by a weight chosen on the validation window (0 when that is best), when "
+                                   "there is no refit (RecBole's protocol); None: no blend")
     engine: Literal["local", "dask"] = Field("local", description="local: lgb.train; dask: DaskLGBMRanker")
     dask_address: str | None = Field(None, description="a Dask scheduler; None: a LocalCluster")
     dask_workers: int = Field(2, ge=1, description="LocalCluster workers (one thread each)")
@@ -100,7 +120,10 @@ class RankerConfig(BaseModel):
         return _omit_defaults(self, handler(self), _ENGINE_KEYS)
 
 
-_ENGINE_KEYS = ("engine", "dask_address", "dask_workers")
+_ENGINE_KEYS = ("engine", "dask_address", "dask_workers", "objective", "truncation_level", "label_gain")
+"""Keys whose default is what configs without them always meant: left out of the dump at their default (run keys
+and DVC hashes of existing configs stay). ``early_stopping`` and ``blend_with`` are always dumped: configs without
+them meant early stopping and no blend, which are no longer the defaults."""
 
 
 class TrainConfig(BaseModel):

@@ -31,9 +31,8 @@ from recsys.metrics import (
 )
 from recsys.parallel import thread_map
 from recsys.ranking.queries import QueryFrame, fit_window, profiles_for, window_queries
-from recsys.ranking.ranker import train_ranker
 from recsys.ranking.recommender import Recommender
-from recsys.ranking.train import WindowCache, train_recommender, tune_generators
+from recsys.ranking.train import RankerQueries, WindowCache, fit_booster, train_recommender, tune_generators
 from recsys.schema import K
 
 RANKER = "ranker"
@@ -49,6 +48,21 @@ class EvalResult:
     """Per model: coverage, novelty, ARP."""
     fit_seconds: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    cut_lists: dict[int, dict] = field(default_factory=dict, repr=False)
+    """Per cut, every model's top-10 lists and list statistics (what :func:`list_metrics` pools)."""
+    n_items: int = 0
+
+    def subset(self, cuts: list[int], protocol: str) -> EvalResult:
+        """The same evaluation restricted to the rows and lists of ``cuts`` (fit times stay the whole run's)."""
+        missing = sorted(set(cuts) - set(self.cut_lists))
+        if missing:
+            raise ValueError(f"cut(s) {missing} are not in this evaluation (cuts {sorted(self.cut_lists)})")
+        rows = self.per_user[self.per_user["cut"].isin(cuts)].reset_index(drop=True)
+        per_cut = self.info.get("per_cut", {})
+        info = {**self.info, "cuts": sorted(set(cuts)), "per_cut": {w: v for w, v in per_cut.items() if w in cuts}}
+        lists = {w: self.cut_lists[w] for w in sorted(set(cuts))}
+        return EvalResult(protocol, rows, list_metrics(list(lists.values()), self.n_items), self.fit_seconds, info,
+                          lists, self.n_items)
 
     def metric_columns(self) -> list[str]:
         return [c for c in self.per_user.columns if "@" in c]
@@ -72,7 +86,8 @@ class EvalResult:
 
     def gain(self, slice_: str = "all", baseline: str | None = None, metric: str = f"ndcg@{K}",
              n_resamples: int = 2000) -> dict[str, Any]:
-        """Paired bootstrap of the ranker against ``baseline`` (default: the best single generator)."""
+        """Paired bootstrap of the ranker against ``baseline`` (default: the best single generator), resampling
+        users: a user's rows over several cuts form one cluster."""
         if baseline is None:
             # the strongest single generator on this very slice (for cold users every generator is a
             # popularity ranking: the personalised ones fall back to recent popularity)
@@ -81,7 +96,8 @@ class EvalResult:
         if slice_ in ("warm", "cold"):
             frame = frame[frame["cold"] == (slice_ == "cold")]
         wide = frame.pivot_table(index=["cut", "key"], columns="model", values=metric)
-        diff = paired_bootstrap(wide[RANKER].to_numpy(), wide[baseline].to_numpy(), n_resamples=n_resamples)
+        diff = paired_bootstrap(wide[RANKER].to_numpy(), wide[baseline].to_numpy(), n_resamples=n_resamples,
+                                clusters=wide.index.get_level_values("key").to_numpy())
         return {"slice": slice_, "baseline": baseline, "metric": metric, **diff.to_dict()}
 
 
@@ -165,7 +181,7 @@ def run_backtest(ml: MovieLens, cfg: TrainConfig, cuts: list[int] | None = None,
     if bad:
         raise ValueError(f"cut week(s) {bad}: the test window would run past the last week {clock.n_weeks - 1}")
     cache = WindowCache()
-    frames, per_cut, infos, fit_s = [], [], {}, []
+    frames, per_cut, infos, fit_s = [], {}, {}, []
     gen_fit_s: list[dict[str, float]] = []
     for w in progress(cuts):
         t0 = time.perf_counter()
@@ -173,31 +189,41 @@ def run_backtest(ml: MovieLens, cfg: TrainConfig, cuts: list[int] | None = None,
         fit_s.append(time.perf_counter() - t0)
         frame, lists = evaluate_window(result.recommender, temporal_window(ml.interactions, clock, w, h), ml.users, w)
         frames.append(frame)
-        per_cut.append(lists)
+        per_cut[w] = lists
         infos[w] = result.info
         gen_fit_s.append(result.recommender.stage1.fit_seconds_)
     per_user = pd.concat(frames, ignore_index=True)
     fit_seconds = {RANKER: float(np.mean(fit_s)),
                    **{g: float(np.mean([f[g] for f in gen_fit_s])) for g in gen_fit_s[0]}}
-    return EvalResult("temporal_backtest", per_user, list_metrics(per_cut, len(ml.items)), fit_seconds,
-                      {"cuts": cuts, "horizon": h, "per_cut": infos})
+    return EvalResult("temporal_backtest", per_user, list_metrics(list(per_cut.values()), len(ml.items)), fit_seconds,
+                      {"cuts": cuts, "horizon": h, "per_cut": infos}, per_cut, len(ml.items))
+
+
+def recbole_queries(ml: MovieLens, cfg: TrainConfig, seed: int = 2020, folds: int = 4
+                    ) -> tuple[RankerQueries, LabelWindow]:
+    """RecBole's split, the generators tuned on its validation part and the ranker's queries: label folds of the
+    train part, the validation part to stop early on (no refit); and the test window."""
+    train_folds, valid, test = recbole_windows(ml.interactions, seed, folds)
+    cand_cfg, tuning = (tune_generators(valid, ml, cfg.candidates) if cfg.candidates.tune
+                        else (cfg.candidates, {}))
+    graded = cfg.ranker.graded_labels
+    train_q = QueryFrame.concat([window_queries(fit_window(f, ml.items, ml.users, cand_cfg), graded)
+                                 for f in train_folds])
+    valid_q = window_queries(fit_window(valid, ml.items, ml.users, cand_cfg), graded)
+    return RankerQueries(cand_cfg, tuning, [], valid, train_q, valid_q, None, {}), test
 
 
 def run_recbole(ml: MovieLens, cfg: TrainConfig, seed: int = 2020, folds: int = 4) -> EvalResult:
     """RecBole's protocol: fit on 80 %, tune and stop early on 10 %, test on 10 % with train+valid masked."""
     t0 = time.perf_counter()
-    train_folds, valid, test = recbole_windows(ml.interactions, seed, folds)
-    cand_cfg, tuning = (tune_generators(valid, ml, cfg.candidates) if cfg.candidates.tune
-                        else (cfg.candidates, {}))
-    train_q = QueryFrame.concat([window_queries(fit_window(f, ml.items, ml.users, cand_cfg), cfg.ranker.graded_labels)
-                                 for f in train_folds])
-    valid_q = window_queries(fit_window(valid, ml.items, ml.users, cand_cfg), cfg.ranker.graded_labels)
-    booster = train_ranker(train_q, valid_q, cfg.ranker)
-    fitted = fit_window(test, ml.items, ml.users, cand_cfg)
-    rec = Recommender(fitted.stage1, fitted.features, booster, ml.users.set_index(S.USER))
+    queries, test = recbole_queries(ml, cfg, seed, folds)
+    booster, best_iteration, blend = fit_booster(queries, cfg.ranker)
+    fitted = fit_window(test, ml.items, ml.users, queries.candidates)
+    rec = Recommender(fitted.stage1, fitted.features, booster, ml.users.set_index(S.USER),
+                      {"blend": blend} if blend else None)
     fit_s = time.perf_counter() - t0
     frame, lists = evaluate_window(rec, test, ml.users, cut=0)
     return EvalResult("recbole", frame, list_metrics([lists], len(ml.items)),
                       {RANKER: fit_s, **fitted.stage1.fit_seconds_},
-                      {"seed": seed, "tuning": tuning, "best_iteration": booster.num_trees(),
-                       "candidates": cand_cfg.model_dump()})
+                      {"seed": seed, "tuning": queries.tuning, "best_iteration": best_iteration, "blend": blend,
+                       "candidates": queries.candidates.model_dump()})

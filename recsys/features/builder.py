@@ -19,6 +19,10 @@ import pandas as pd
 
 from recsys import schema as S
 from recsys.candidates.base import CandidateGenerator, exact_top
+from recsys.candidates.neighbours import cosine_knn
+from recsys.candidates.popularity import age_bucket
+from recsys.candidates.sessions import latest_matrix, pair_values
+from recsys.config import CandidateConfig
 from recsys.data.load import genre_names
 from recsys.data.matrix import InteractionData
 from recsys.profiles import ProfileBlock
@@ -36,7 +40,7 @@ def user_chunks(user_ids: np.ndarray, n_items: int, max_cells: int = BATCH_CELLS
     ids = np.asarray(user_ids, dtype=np.int64)
     size = max(1, max_cells // max(n_items, 1))
     return [ids[lo:lo + size] for lo in range(0, max(len(ids), 1), size)]
-PERSONAL_SCORES = ("ease", "item_knn", "recent_item_knn", "als")
+PERSONAL_SCORES = ("ease", "item_knn", "recent_item_knn", "als", "covisit")
 
 
 @dataclass
@@ -220,8 +224,50 @@ def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(a, b, out=np.full_like(a, np.nan, dtype=np.float64), where=b != 0)
 
 
+FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
+    "item_popularity": ("item_pop", "item_pop_log", "item_pop_7d", "item_pop_28d", "item_pop_3d"),
+    "trend": ("item_trend", "item_velocity"),
+    "item_age": ("item_age_years", "item_days_since_first", "item_days_since_last"),
+    "item_quality": ("item_mean_rating",),
+    "user_activity": ("user_n", "user_n_28d", "user_days_since_last", "user_days_since_first", "user_mean_rating",
+                      "user_mainstream", "user_is_cold"),
+    "demographics": ("age", "gender_f", "occupation", "zip_region", "age_gap", "gender_fit", "item_female_share",
+                     "item_rater_age"),
+    "genre": ("genre_affinity", "genre_share"),
+    "genre_recent": ("genre_recent",),
+    "sequence": ("seq_sim_last", "seq_sim_max", "seq_sim_mean"),
+    "covisit": ("covisit_score", "covisit_rank", "covisit_score_norm"),
+    "demo_cf": ("demo_lift_age", "demo_lift_gender", "demo_lift_occupation", "demo_lift_region", "demo_lift"),
+}
+"""The ablation's feature groups (:func:`feature_groups`); every generator's own score and rank columns form the
+group ``generators``, except the co-visitation generator's (when it is on), which form ``covisit``."""
+
+
+def feature_groups(names: list[str]) -> dict[str, str]:
+    """The group of each feature name (:data:`FEATURE_GROUPS`, else ``generators``)."""
+    group_of = {n: g for g, ns in FEATURE_GROUPS.items() for n in ns}
+    return {n: group_of.get(n, "generators") for n in names}
+
+
+DEMO_ATTRIBUTES = ("age", "gender", "occupation", "region")
+"""The profile attributes of the demographic collaborative-filtering features (``demo_lift_*``)."""
+
+
 class FeatureBuilder:
     """Per-item and per-user statistics fitted on the history, joined onto candidate pairs."""
+
+    def __init__(self, neighbours: int = 100, shrink: float = 10.0, max_items: int | None = None,
+                 last_items: int = 5, genre_half_life_days: float = 28.0,
+                 demo_shrinkage: float = 20.0) -> None:
+        self.neighbours, self.shrink, self.max_items = neighbours, shrink, max_items
+        """The item-kNN similarity the sequence features read (the item-kNN generator's: computed once)."""
+        self.last_items = last_items
+        self.genre_half_life_days = genre_half_life_days
+        self.demo_shrinkage = demo_shrinkage
+
+    @classmethod
+    def for_config(cls, cfg: CandidateConfig) -> FeatureBuilder:
+        return cls(cfg.knn_neighbours, cfg.knn_shrink, cfg.knn_max_items)
 
     def fit(self, data: InteractionData) -> FeatureBuilder:
         inter, n_items = data.interactions, data.n_items
@@ -268,6 +314,9 @@ class FeatureBuilder:
             "item_rater_age": (count(w=rater_age) + 33.0 * 5) / (pop + 5),
         }
         self.item_["item_trend"] = (self.item_["item_pop_7d"] + 1) / (self.item_["item_pop_28d"] / 4 + 1)
+        prev_7d = count((age_days > 7) & (age_days <= 14))
+        self.item_["item_velocity"] = (self.item_["item_pop_7d"] - prev_7d) / (prev_7d + 1)
+        self.item_["item_pop_3d"] = count(age_days <= 3)
 
         n_users = len(data.user_ids)
         ucount = np.bincount(rows, minlength=n_users).astype(np.float64)
@@ -290,7 +339,42 @@ class FeatureBuilder:
         norms = np.linalg.norm(genre_sum, axis=1, keepdims=True)
         self.user_genres_ = np.divide(genre_sum, norms, out=np.zeros_like(genre_sum), where=norms > 0)
         self.user_genre_share_ = genre_sum / np.maximum(genre_sum.sum(axis=1, keepdims=True), 1e-12)
+        decay = np.exp2(-age_days / self.genre_half_life_days)
+        recent = np.zeros((n_users, len(self.genres_)))
+        for g in range(len(self.genres_)):
+            recent[:, g] = np.bincount(rows, weights=self.item_genres_[cols, g] * decay, minlength=n_users)
+        self.user_genre_recent_ = recent / np.maximum(recent.sum(axis=1, keepdims=True), 1e-12)
+
+        # sequence: the user's latest items and the item-kNN similarity they are read in
+        self.latest_ = latest_matrix(data.last_ts, self.last_items)
+        self.sim_ = data.derived(("cosine_knn", self.neighbours, self.shrink, self.max_items),
+                                 lambda: cosine_knn(data.matrix, self.neighbours, self.shrink,
+                                                    max_items=self.max_items))
+
+        # demographic CF: per attribute value, log-lift of each item among the users with that value
+        codes = self._demo_codes(ProfileBlock.from_frame(profiles.reindex(inter[S.USER].to_numpy())))
+        share = (pop + 1) / (pop.sum() + n_items)
+        self.demo_lift_ = {}
+        for attr, code in codes.items():
+            n_values = int(code.max()) + 1 if (code >= 0).any() else 0
+            ok = code >= 0
+            table = np.bincount(code[ok] * n_items + cols[ok], minlength=n_values * n_items).reshape(
+                n_values, n_items).astype(np.float64)
+            within = (table + self.demo_shrinkage * share) / (table.sum(axis=1, keepdims=True) + self.demo_shrinkage)
+            self.demo_lift_[attr] = np.log(within / share).astype(np.float32)
         return self
+
+    def _demo_codes(self, profiles: ProfileBlock) -> dict[str, np.ndarray]:
+        """Each profile's value code per demographic attribute (-1: missing or unknown)."""
+        occ = profiles.occupation.astype(str)
+        pos = np.clip(np.searchsorted(self.occupations_, occ), 0, len(self.occupations_) - 1)
+        age = profiles.age
+        return {
+            "age": np.where(np.isnan(age), -1, age_bucket(np.nan_to_num(age))).astype(np.int64),
+            "gender": np.where(np.isnan(profiles.female), -1, np.nan_to_num(profiles.female)).astype(np.int64),
+            "occupation": np.where(self.occupations_[pos] == occ, pos, -1).astype(np.int64),
+            "region": np.where(np.isnan(profiles.zip_region), -1, np.nan_to_num(profiles.zip_region)).astype(np.int64),
+        }
 
     def feature_names(self, generator_names: list[str]) -> list[str]:
         names = []
@@ -300,7 +384,9 @@ class FeatureBuilder:
                 names.append(f"{g}_score_norm")
         names += list(self.item_) + list(self.user_)
         names += ["user_is_cold", "age", "gender_f", "occupation", "zip_region",
-                  "genre_affinity", "genre_share", "age_gap", "gender_fit"]
+                  "genre_affinity", "genre_share", "age_gap", "gender_fit", "genre_recent",
+                  "seq_sim_last", "seq_sim_max", "seq_sim_mean",
+                  *(f"demo_lift_{a}" for a in DEMO_ATTRIBUTES), "demo_lift"]
         return names
 
     def transform(self, batch: CandidateBatch) -> tuple[np.ndarray, list[str]]:
@@ -339,5 +425,26 @@ class FeatureBuilder:
         cols.append(np.abs(self.item_["item_rater_age"][pc] - age[pu]))
         fshare = self.item_["item_female_share"][pc]
         cols.append(np.where(female[pu] == 1.0, fshare, np.where(female[pu] == 0.0, 1 - fshare, np.nan)))
+        recent = np.where(known[:, None], self.user_genre_recent_[urow], np.nan)
+        cols.append(np.einsum("ij,ij->i", recent[pu], ig))
+
+        latest = np.where(known[:, None], self.latest_[urow], -1)[pu]  # (pairs, last_items) columns, -1: none
+        sims = np.column_stack([pair_values(self.sim_, latest[:, j], pc) for j in range(latest.shape[1])])
+        has = latest >= 0
+        any_latest = has[:, 0]  # the latest items fill positions from 0
+        n_latest = np.maximum(has.sum(axis=1), 1)
+        sims0 = np.where(has, sims, 0.0)
+        cols += [sims[:, 0], np.where(any_latest, np.where(has, sims, -np.inf).max(axis=1), np.nan),
+                 np.where(any_latest, sims0.sum(axis=1) / n_latest, np.nan)]
+
+        lifts = []
+        for attr, code in self._demo_codes(prof).items():
+            table, c = self.demo_lift_[attr], code[pu]
+            ok = (c >= 0) & (c < len(table))
+            lift = np.full(len(pu), np.nan)
+            lift[ok] = table[c[ok], pc[ok]]
+            lifts.append(lift)
+        lift_block = np.column_stack(lifts)
+        cols += [*lifts, np.where(np.isfinite(lift_block).any(axis=1), np.nansum(lift_block, axis=1), np.nan)]
         x = np.column_stack(cols).astype(np.float32)
         return x, self.feature_names(list(batch.scores))

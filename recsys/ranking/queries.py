@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -21,12 +22,14 @@ from recsys.candidates import (
     RecentItemKNN,
     RecentPopularity,
 )
+from recsys.candidates.sessions import CoVisitation
 from recsys.config import CandidateConfig
 from recsys.data.load import MovieLens
 from recsys.data.matrix import InteractionData
 from recsys.data.replay import ReplayClock
 from recsys.data.split import LabelWindow, temporal_window
 from recsys.features.builder import BATCH_CELLS, CandidateBatch, FeatureBuilder, Stage1, user_chunks
+from recsys.metrics import ndcg_at_k
 from recsys.parallel import thread_map
 
 
@@ -42,6 +45,8 @@ def make_generators(cfg: CandidateConfig) -> dict[str, CandidateGenerator]:
                                          max_items=cfg.knn_max_items),
         "ease": EASE(cfg.ease_lambda, cfg.ease_max_items),
     }
+    if cfg.covisit_window:
+        generators["covisit"] = CoVisitation(cfg.covisit_window, cfg.recent_items)
     if cfg.als_factors:
         generators["als"] = ALS(cfg.als_factors, cfg.als_regularization, cfg.als_alpha, cfg.als_iterations)
     return generators
@@ -116,7 +121,7 @@ def fit_window(window: LabelWindow, items: pd.DataFrame, users: pd.DataFrame, cf
     t0 = time.perf_counter()
     stage1 = Stage1(make_generators(cfg), cfg.per_generator, cfg.rank_depth).fit(data)
     t1 = time.perf_counter()
-    features = FeatureBuilder().fit(data)
+    features = FeatureBuilder.for_config(cfg).fit(data)
     seconds = {"generators_fit": t1 - t0, "features_fit": time.perf_counter() - t1}
     ids = window.users if user_ids is None else user_ids
     return FittedWindow(data, stage1, features, window, np.asarray(ids, dtype=np.int64), users, seconds)
@@ -129,6 +134,19 @@ def window_frame(ml: MovieLens, clock: ReplayClock, start: int, horizon: int, cf
     fitted = fit_window(temporal_window(ml.interactions, clock, start, horizon), ml.items, ml.users, cfg)
     frame = window_queries(fitted, graded)
     return frame, dict(fitted.seconds)
+
+
+def users_ndcg(scores: np.ndarray, q: QueryFrame, truth: dict[int, set[int]], k: int) -> dict[int, float]:
+    """NDCG@k of each user of ``truth`` when each query's candidates are ordered by ``scores`` (ties: candidate
+    order); a user without a query scores 0."""
+    per_user = dict.fromkeys(truth, 0.0)
+    offsets = np.concatenate([[0], np.cumsum(q.group)])
+    for lo, hi in pairwise(offsets):
+        user = int(q.user[lo])
+        if user in truth:
+            order = np.argsort(-scores[lo:hi], kind="stable")
+            per_user[user] = ndcg_at_k(q.item[lo:hi][order][:k], truth[user], k)
+    return per_user
 
 
 def _pair_codes(users: np.ndarray, items: np.ndarray) -> np.ndarray:

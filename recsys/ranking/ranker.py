@@ -21,11 +21,13 @@ CATEGORICAL = ("occupation",)
 
 
 def lgb_params(cfg: RankerConfig) -> dict[str, object]:
+    gain = {} if cfg.label_gain is None else {"label_gain": list(cfg.label_gain)}
     return {
-        "objective": "lambdarank",
+        **gain,
+        "objective": cfg.objective,
         "metric": "ndcg",
         "eval_at": [10],
-        "lambdarank_truncation_level": 20,
+        "lambdarank_truncation_level": cfg.truncation_level,
         "learning_rate": cfg.learning_rate,
         "num_leaves": cfg.num_leaves,
         "min_data_in_leaf": cfg.min_child_samples,

@@ -79,6 +79,16 @@ class RankedUsers:
             return cls(z["users"], z["items"], z["scores"], z["lengths"], z["candidates"])
 
 
+def blended(scores: np.ndarray, x: np.ndarray, names: list[str], blend: Mapping[str, Any] | None) -> np.ndarray:
+    """``scores`` plus ``blend["weight"]`` times the feature ``blend["feature"]`` (missing counts 0): the ranker
+    leaning on one generator's normalised score by a weight chosen on the validation window; no blend, as they
+    are."""
+    if not blend or not blend.get("weight"):
+        return scores
+    column = np.nan_to_num(x[:, names.index(blend["feature"])].astype(np.float64))
+    return scores + float(blend["weight"]) * column
+
+
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -132,11 +142,13 @@ class Recommender:
         return user_chunks(user_ids, len(next(iter(self.stage1.generators.values())).item_ids_), max_cells)
 
     def score_pairs(self, batch: CandidateBatch) -> np.ndarray:
-        """The ranker's score of each candidate pair of ``batch`` (float64)."""
+        """The ranker's score of each candidate pair of ``batch`` (float64), plus the manifest's blend if any."""
         x, names = self.features.transform(batch)
         if names != self.feature_names:
             raise BundleError("feature schema of the builder differs from the booster's")
-        return np.asarray(self._predict(x), dtype=np.float64) if len(x) else np.empty(0)
+        if not len(x):
+            return np.empty(0)
+        return blended(np.asarray(self._predict(x), dtype=np.float64), x, names, self.manifest.get("blend"))
 
     def best(self, batch: CandidateBatch, scores: np.ndarray, n: int) -> list[np.ndarray]:
         """Per user of ``batch``, the indices of its ``n`` best pairs by ranker ``scores`` (ties by lower column)."""

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from recsys import schema as S
 from recsys.candidates.base import CandidateGenerator
-from recsys.config import CandidateConfig, TrainConfig
+from recsys.config import CandidateConfig, RankerConfig, TrainConfig
 from recsys.data.load import MovieLens
 from recsys.data.matrix import InteractionData
 from recsys.data.replay import ReplayClock
@@ -33,10 +34,11 @@ from recsys.ranking.queries import (
     fit_window,
     make_generators,
     profiles_for,
+    users_ndcg,
     window_frame,
 )
-from recsys.ranking.ranker import feature_importance, train_ranker
-from recsys.ranking.recommender import Recommender
+from recsys.ranking.ranker import feature_importance, predict, train_ranker
+from recsys.ranking.recommender import Recommender, blended
 from recsys.schema import K
 
 log = logging.getLogger(__name__)
@@ -126,13 +128,27 @@ def check_as_of_week(as_of_week: int, clock: ReplayClock, cfg: TrainConfig) -> N
                          f"validation window before it; the earliest week is {2 * h + 1}")
 
 
-def train_recommender(ml: MovieLens, clock: ReplayClock, as_of_week: int, cfg: TrainConfig,
-                      cache: WindowCache | None = None,
-                      progress: Callable[[Iterable[int]], Iterable[int]] = lambda x: x,
-                      store: Mapping[int, Path] | None = None) -> TrainResult:
-    """Train the two-stage recommender on weeks < ``as_of_week`` (see the module docstring). ``store``: the
-    validated store's file of each week of ``ml``'s interactions, which the Dask engine's workers read themselves
-    instead of receiving the interactions."""
+@dataclass
+class RankerQueries:
+    """What the ranker of a model trained as of a week learns from: the stacked label windows (``train``), the
+    validation window it stops early on, and, with ``refit``, every window up to the validation one."""
+
+    candidates: CandidateConfig
+    """The generators' settings as tuned on the validation window."""
+    tuning: dict[str, Any]
+    starts: list[int]
+    valid_window: LabelWindow
+    train: QueryFrame
+    valid: QueryFrame
+    refit: QueryFrame | None
+    seconds: dict[str, float]
+
+
+def ranker_queries(ml: MovieLens, clock: ReplayClock, as_of_week: int, cfg: TrainConfig,
+                   cache: WindowCache | None = None,
+                   progress: Callable[[Iterable[int]], Iterable[int]] = lambda x: x,
+                   store: Mapping[int, Path] | None = None) -> RankerQueries:
+    """Tune the generators on the validation window and build the ranker's queries (see the module docstring)."""
     t0 = time.perf_counter()
     check_as_of_week(as_of_week, clock, cfg)
     h = cfg.backtest.horizon
@@ -156,10 +172,10 @@ def train_recommender(ml: MovieLens, clock: ReplayClock, as_of_week: int, cfg: T
     def cached(start: int) -> QueryFrame:
         return cache.get((start, key), lambda: queries(start))
 
+    recent = list(range(starts[0] + 1, as_of_week - h + 1)) if cfg.ranker.refit else []
     if cfg.ranker.engine == "dask":  # every label window at once, one per Dask worker (steps: summed over them)
         from recsys.ranking.distributed import build_windows
 
-        recent = list(range(starts[0] + 1, as_of_week - h + 1)) if cfg.ranker.refit else []
         needed = [s for s in dict.fromkeys([*starts, as_of_week - h, *recent]) if (s, key) not in cache.frames]
         t_windows = time.perf_counter()
         for start, (frame, steps) in build_windows(cfg.ranker, ml, clock, needed, h, cand_cfg,
@@ -170,16 +186,64 @@ def train_recommender(ml: MovieLens, clock: ReplayClock, as_of_week: int, cfg: T
 
     train_q = QueryFrame.concat([cached(s) for s in progress(starts)])
     valid_q = cached(as_of_week - h)
-    t_fit = time.perf_counter()
-    booster = train_ranker(train_q, valid_q, cfg.ranker)
-    seconds["ranker"] = time.perf_counter() - t_fit
+    refit_q = QueryFrame.concat([train_q] + [cached(s) for s in recent]) if cfg.ranker.refit else None
+    return RankerQueries(cand_cfg, tuning, starts, valid_window, train_q, valid_q, refit_q, seconds)
+
+
+BLEND_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+"""The blend weights :func:`choose_blend` tries (0: the ranker alone)."""
+
+
+def choose_blend(booster: lgb.Booster, queries: RankerQueries, generator: str) -> dict[str, Any]:
+    """The weight of ``generator``'s normalised score added to the ranker's that scores best (NDCG@10) on the
+    validation window, with every weight's score; ties go to the smaller weight."""
+    feature = f"{generator}_score_norm"
+    valid = queries.valid
+    if feature not in valid.feature_names:
+        able = [n.removesuffix("_score_norm") for n in valid.feature_names if n.endswith("_score_norm")]
+        raise ValueError(f"blend_with={generator!r}: no feature {feature} (generators with one: {able})")
+    truth = queries.valid_window.truth()
+    margin = predict(booster, valid.x) if len(valid.y) else np.empty(0)
+    scores = {}
+    for weight in BLEND_WEIGHTS:
+        blend = {"feature": feature, "weight": weight}
+        per_user = users_ndcg(blended(margin, valid.x, valid.feature_names, blend), valid, truth, K)
+        scores[weight] = float(np.mean(list(per_user.values()))) if per_user else 0.0
+    best = max(BLEND_WEIGHTS, key=lambda w: (scores[w], -w))
+    return {"feature": feature, "weight": best, "validation_ndcg": {str(w): round(v, 5) for w, v in scores.items()}}
+
+
+def fit_booster(queries: RankerQueries, cfg: RankerConfig) -> tuple[lgb.Booster, int, dict[str, Any] | None]:
+    """The ranker: on the stacked windows, stopping early on the validation window (``cfg.early_stopping``; else
+    ``n_estimators`` trees), then (``refit``) that many trees on every window up to the validation one. Returns
+    the booster, its number of trees and the blend: ``cfg.blend_with``'s weight chosen on the validation window for
+    the booster that serves, so only without a refit (a refitted booster has learnt from the validation window: no
+    weight can be chosen for it there); else None."""
+    if queries.refit is not None and not cfg.early_stopping:
+        return train_ranker(queries.refit, None, cfg), cfg.n_estimators, None  # nothing needs the first fit
+    booster = train_ranker(queries.train, queries.valid if cfg.early_stopping else None, cfg)
     best_iteration = booster.num_trees()
-    if cfg.ranker.refit:
-        refit_q = QueryFrame.concat([train_q] + [cached(s) for s in range(starts[0] + 1, as_of_week - h + 1)])
-        t_refit = time.perf_counter()
-        booster = train_ranker(refit_q, None, cfg.ranker.model_copy(update={"n_estimators": best_iteration}))
-        seconds["ranker"] += time.perf_counter() - t_refit
-    fit_ranker_s = time.perf_counter() - t_fit  # includes the refit's extra windows (built on first use)
+    if queries.refit is not None:
+        return (train_ranker(queries.refit, None, cfg.model_copy(update={"n_estimators": best_iteration})),
+                best_iteration, None)
+    blend = choose_blend(booster, queries, cfg.blend_with) if cfg.blend_with else None
+    return booster, best_iteration, blend
+
+
+def train_recommender(ml: MovieLens, clock: ReplayClock, as_of_week: int, cfg: TrainConfig,
+                      cache: WindowCache | None = None,
+                      progress: Callable[[Iterable[int]], Iterable[int]] = lambda x: x,
+                      store: Mapping[int, Path] | None = None) -> TrainResult:
+    """Train the two-stage recommender on weeks < ``as_of_week`` (see the module docstring). ``store``: the
+    validated store's file of each week of ``ml``'s interactions, which the Dask engine's workers read themselves
+    instead of receiving the interactions."""
+    t0 = time.perf_counter()
+    queries = ranker_queries(ml, clock, as_of_week, cfg, cache, progress, store)
+    cand_cfg, seconds = queries.candidates, queries.seconds
+    t_fit = time.perf_counter()
+    booster, best_iteration, blend = fit_booster(queries, cfg.ranker)
+    fit_ranker_s = seconds["ranker"] = time.perf_counter() - t_fit
+    train_q, valid_window, starts, tuning = queries.train, queries.valid_window, queries.starts, queries.tuning
 
     t_final = time.perf_counter()
     serving_window = LabelWindow(ml.interactions[ml.interactions[S.TS] < clock.start(as_of_week)],
@@ -197,6 +261,7 @@ def train_recommender(ml: MovieLens, clock: ReplayClock, as_of_week: int, cfg: T
         "train_rows": len(train_q.y),
         "best_iteration": int(best_iteration),
         "refit": cfg.ranker.refit,
+        "blend": blend,
         "tuning": tuning,
         "feature_importance": dict(list(feature_importance(booster).items())[:15]),
         "fit_ranker_seconds": round(fit_ranker_s, 2),
@@ -204,7 +269,8 @@ def train_recommender(ml: MovieLens, clock: ReplayClock, as_of_week: int, cfg: T
         "stage_seconds": {step: round(value, 2) for step, value in seconds.items()},
     }
     manifest = {"model": "two-stage-lambdarank", "data_hash": ml.data_hash, "as_of_week": as_of_week,
-                "params": final_cfg.model_dump(mode="json")}
+                "params": final_cfg.model_dump(mode="json"),
+                **({"blend": {k: blend[k] for k in ("feature", "weight")}} if blend else {})}
     titles = dict(zip(ml.items[S.ITEM].astype(int), ml.items[S.TITLE].astype(str), strict=True))
     rec = Recommender(fitted.stage1, fitted.features, booster, known, manifest, titles)
     return TrainResult(rec, final_cfg, info, requested=cfg)

@@ -21,7 +21,6 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from itertools import pairwise
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,8 +31,7 @@ from recsys.config import CandidateConfig, RankerConfig, TrainConfig
 from recsys.data import split
 from recsys.data.load import MovieLens
 from recsys.data.replay import ReplayClock
-from recsys.metrics import ndcg_at_k
-from recsys.ranking.queries import QueryFrame, fit_window, window_queries
+from recsys.ranking.queries import QueryFrame, fit_window, users_ndcg, window_queries
 from recsys.ranking.ranker import predict, train_ranker
 from recsys.ranking.train import WindowCache, check_as_of_week, training_starts, tune_generators
 from recsys.schema import K
@@ -107,14 +105,7 @@ def suggest(trial: Any) -> dict[str, Any]:
 def validation_ndcg(booster: Any, valid_q: QueryFrame, truth: dict[int, set[int]], k: int = K) -> float:
     """Mean NDCG@k of the ranker's order of each user's candidates, over every user of ``truth``."""
     scores = predict(booster, valid_q.x) if len(valid_q.y) else np.empty(0)
-    per_user = dict.fromkeys(truth, 0.0)
-    offsets = np.concatenate([[0], np.cumsum(valid_q.group)])
-    for lo, hi in pairwise(offsets):
-        user = int(valid_q.user[lo])
-        if user not in truth:
-            continue
-        order = np.argsort(-scores[lo:hi], kind="stable")
-        per_user[user] = ndcg_at_k(valid_q.item[lo:hi][order][:k], truth[user], k)
+    per_user = users_ndcg(scores, valid_q, truth, k)
     return float(np.mean(list(per_user.values()))) if per_user else 0.0
 
 

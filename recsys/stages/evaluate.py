@@ -19,6 +19,9 @@ from recsys.stages.inputs import TrainingData, load_training_data
 
 Protocol = Literal["backtest", "recbole", "both"]
 PROTOCOL_NAMES = {"backtest": "temporal_backtest", "recbole": "recbole"}
+SET_NAMES = {"temporal_backtest": "report cuts", "temporal_design": "design cuts"}
+"""The backtest's two sets of cuts (``backtest.report_from`` splits them): every design choice is made on the design
+cuts; the report cuts, which no choice looks at, are the headline."""
 
 
 class EvaluateParams(BaseModel):
@@ -44,7 +47,8 @@ class EvaluateResult(StageResult):
     data_hash: str
     data_source: str
     cuts: list[int] | None
-    protocols: dict[str, ProtocolSummary] = Field(description="'temporal_backtest' and/or 'recbole'")
+    protocols: dict[str, ProtocolSummary] = Field(description="'temporal_backtest' (the report cuts), "
+                                                   "'temporal_design' (the design cuts) and/or 'recbole'")
     report_dir: Path | None
     metrics_path: Path | None
     json_path: Path | None
@@ -84,8 +88,13 @@ def evaluate(settings: Settings, params: EvaluateParams, *, reporter: Reporter =
         reporter.note(f"backtest: {len(cuts)} cut(s) {cuts}, horizon {cfg.backtest.horizon} …")
         t0 = time.perf_counter()
         with reporter.progress("temporal backtest", "cuts") as track:
-            results["temporal_backtest"] = run_backtest(ml, cfg, cuts, progress=track, clock=data.clock)
-        seconds["temporal_backtest"] = time.perf_counter() - t0
+            backtest = run_backtest(ml, cfg, cuts, progress=track, clock=data.clock)
+        seconds["temporal_backtest"] = seconds["temporal_design"] = time.perf_counter() - t0
+        # the report cuts are the headline; design cuts (where every choice was made) are shown apart
+        for name, part in (("temporal_design", cfg.backtest.design_cuts()), ("temporal_backtest",
+                                                                          cfg.backtest.report_cuts())):
+            if set(cuts) & set(part):
+                results[name] = backtest.subset([w for w in cuts if w in part], name)
     if params.protocol in ("recbole", "both"):
         t0 = time.perf_counter()
         with reporter.status("RecBole protocol: fitting on the 80 % split …"):
@@ -93,9 +102,11 @@ def evaluate(settings: Settings, params: EvaluateParams, *, reporter: Reporter =
         seconds["recbole"] = time.perf_counter() - t0
     for name, result in results.items():
         summary = summarize_result(result, params.n_resamples)
-        if name == "temporal_backtest" and cuts is not None:
-            shown = cuts if len(cuts) <= 5 else f"{cuts[0]}..{cuts[-1]}: {len(cuts)} cuts"
-            title, extra = f"Temporal backtest (cuts {shown}, horizon {cfg.backtest.horizon} weeks)", None
+        if name in SET_NAMES:
+            shown = result.info["cuts"]
+            shown = shown if len(shown) <= 5 else f"{shown[0]}..{shown[-1]}: {len(shown)} cuts"
+            title = f"Temporal backtest, {SET_NAMES[name]} (cuts {shown}, horizon {cfg.backtest.horizon} weeks)"
+            extra = None
         else:
             title, extra = "RecBole protocol (random 80/10/10 per user)", recbole_reference_row()
         protocols[name] = ProtocolSummary(title=title, markdown=render_result(result, summary, title, extra),
