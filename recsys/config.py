@@ -160,8 +160,8 @@ class DriftConfig(BaseModel):
     score_threshold: float = Field(1.0, gt=0, description="the score (prediction) drifts at this distance or more")
     thresholds: dict[str, float] = Field(default_factory=dict, description="per-column thresholds that replace "
                                          "their type's (column name -> distance)")
-    share_threshold: float = Field(0.02, gt=0, le=1, description="dataset drift when this share of the feature and "
-                                   "context columns drifts (0.02: any one of the ~37)")
+    share_threshold: float = Field(0.01, gt=0, le=1, description="dataset drift when this share of the feature and "
+                                   "context columns drifts (0.01: any one of the ~51)")
     score_alone: bool = Field(False, description="whether score drift alone is a dataset drift")
     seed: int = 0
 

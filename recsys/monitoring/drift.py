@@ -32,7 +32,8 @@ from recsys.monitoring.reference import HOUR, TS_COL, WEEKDAY
 CATEGORICAL_FEATURES = frozenset({"user_is_cold", "gender_f", "occupation", "zip_region"})
 """Ranker features that are codes, not quantities (compared with the categorical method)."""
 HISTORY_FEATURES = frozenset({"user_n", "user_n_28d", "user_days_since_last", "user_days_since_first",
-                              "user_mean_rating", "user_mainstream", "genre_affinity", "genre_share"})
+                              "user_mean_rating", "user_mainstream", "genre_affinity", "genre_share", "genre_recent",
+                              "seq_sim_last", "seq_sim_max", "seq_sim_mean"})
 """Features of a known user's own past ratings, frozen at the bundle's cut: reported, not counted in the share."""
 HOUR_OFFSET, WEEKDAY_OFFSET = "ctx_hour_offset", "ctx_weekday_offset"
 Role = Literal["feature", "history", "context", "prediction"]
