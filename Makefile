@@ -107,6 +107,11 @@ $(TOOLS_STAMP): requirements-tools.txt tests/deploy/k8s/package-lock.json $(STAM
 	@[ -x $(TOOLS_BIN)/python ] || { echo "creating $(TOOLS_VENV)"; $(PYTHON) -m venv --without-pip $(TOOLS_VENV); }
 	@echo "installing pinned check tools into $(TOOLS_VENV)"
 	@$(BIN)/uv pip install --quiet --python $(TOOLS_BIN)/python -r requirements-tools.txt
+	@# two packages ship the detect_secrets module (detect-secrets, and checkov's fork bc-detect-secrets); which one's
+	@# files win depended on uv's install order, and detect-secrets 1.5.0 flags .env.example's first comment: the
+	@# fork, which the secret checks were written against, is reinstalled last
+	@$(BIN)/uv pip install --quiet --python $(TOOLS_BIN)/python --no-deps --reinstall \
+	  "$$(grep -E '^bc-detect-secrets==' requirements-tools.txt)"
 	@# the CRD models the Kubernetes checks validate Rollouts and ServiceMonitors with (npm, locked)
 	@if command -v npm >/dev/null 2>&1; then mkdir -p $(TOOLS_VENV)/node \
 	  && cp tests/deploy/k8s/package.json tests/deploy/k8s/package-lock.json $(TOOLS_VENV)/node/ \
