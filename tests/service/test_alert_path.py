@@ -201,9 +201,20 @@ def test_a_dead_service_pages_by_email_and_slack_resolves_and_every_panel_has_da
             # the monitoring stages on what the service logged; the service exports their verdicts
             settings = ServingSettings(var_dir=var, tracking_uri=registry.uri,
                                        feedback_url=env["RECSYS_FEEDBACK_URL"], experiment=json.dumps(AB))
-            live = monitor_live(settings, LiveParams(config=LiveConfig(window=timedelta(hours=1),
-                                                                       attribution_window=timedelta(seconds=1))))
-            assert live.metrics.impressions == report["answers_before_fault"] + report["answers_after_restart"]
+            answered = report["answers_before_fault"] + report["answers_after_restart"]
+
+            def live_metrics() -> Any:
+                return monitor_live(settings, LiveParams(config=LiveConfig(window=timedelta(hours=1),
+                                                                           attribution_window=timedelta(seconds=1))))
+
+            # the assignment log is written off the request path: the live server's last answers may still be
+            # queued, so wait (bounded) for them; what the killed server had answered was drained long before
+            deadline = time.monotonic() + 10.0
+            live = live_metrics()
+            while live.metrics.impressions < answered and time.monotonic() < deadline:
+                time.sleep(0.2)
+                live = live_metrics()
+            assert live.metrics.impressions == answered
             assert live.metrics.srm_ok is not None
             # short attribution windows: the traffic is seconds old (the defaults are an hour and 30 minutes)
             ctr = monitor_ctr(settings, CtrParams(config=CtrConfig(attribution_minutes=0.02, baseline_impressions=100,
